@@ -1,0 +1,1 @@
+"""A small subscription backend that uses flask-retention (see ``app.py``)."""

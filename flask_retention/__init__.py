@@ -1,0 +1,18 @@
+"""flask-retention: Apple's Retention Messaging API for Flask apps."""
+
+from __future__ import annotations
+
+from .choices import Message, PromotionalOffer, RealtimeRequest, SwitchPlan
+from .errors import ConfigurationError, RetentionError, VerificationError
+from .extension import Retention
+
+__all__ = [
+    "ConfigurationError",
+    "Message",
+    "PromotionalOffer",
+    "RealtimeRequest",
+    "Retention",
+    "RetentionError",
+    "SwitchPlan",
+    "VerificationError",
+]

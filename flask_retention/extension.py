@@ -1,0 +1,167 @@
+"""The :class:`Retention` extension object."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from flask import Flask, current_app
+
+from .config import DEFAULTS, Settings, read_settings
+from .lookup import CatalogueLookup, EmptyLookup
+
+if TYPE_CHECKING:
+    from .choices import Choice, RealtimeRequest
+
+    Selector = Callable[[RealtimeRequest], Choice | None]
+
+logger = logging.getLogger("flask_retention")
+
+EXTENSION_KEY = "retention"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class RetentionState:
+    """Per-app state, kept in ``app.extensions["retention"]``."""
+
+    retention: Retention
+    settings: Settings
+    lookup: CatalogueLookup = field(default_factory=EmptyLookup)
+
+
+def get_state(app: Flask | None = None) -> RetentionState:
+    """The state of ``app`` (default: the current app), or a ``RuntimeError`` that says why."""
+    if app is None:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    assert app is not None
+    try:
+        state = app.extensions[EXTENSION_KEY]
+    except KeyError:
+        raise RuntimeError(
+            "flask-retention is not initialised on this app: call Retention(app) or "
+            "retention.init_app(app) first."
+        ) from None
+    assert isinstance(state, RetentionState)
+    return state
+
+
+def _product_ids(product_ids: Iterable[str]) -> list[str]:
+    if isinstance(product_ids, str):
+        raise TypeError("product_ids must be a list of product IDs, not one string")
+    ids = list(product_ids)
+    if not ids or not all(isinstance(p, str) and p for p in ids):
+        raise ValueError("product_ids must be a non-empty list of product ID strings")
+    return ids
+
+
+class Retention:
+    """Serve Apple's Retention Messaging API from a Flask app.
+
+    Create it with the app, or unbound and call :meth:`init_app` later::
+
+        retention = Retention()
+        retention.init_app(app)
+
+    ``db`` (a Flask-SQLAlchemy instance) or ``engine`` (a SQLAlchemy engine)
+    choose where the catalogue lives; otherwise ``RETENTION_DATABASE_URI``, or
+    a SQLite file in the app's instance folder.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        db: Any = None,
+        engine: Any = None,
+    ) -> None:
+        self.db = db
+        self.engine = engine
+        self._catch_all: Selector | None = None
+        self._scoped: dict[str, Selector] = {}
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Validate the ``RETENTION_*`` config of ``app`` and attach the extension to it."""
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError("flask-retention is already initialised on this app.")
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        settings = read_settings(app.config)
+        state = RetentionState(retention=self, settings=settings)
+        app.extensions[EXTENSION_KEY] = state
+        if settings.cli_group is not None:
+            from .cli import retention_cli
+
+            app.cli.add_command(retention_cli, name=settings.cli_group)
+
+    # -- selectors ---------------------------------------------------------
+
+    @overload
+    def selector(self, fn: F, /) -> F: ...
+
+    @overload
+    def selector(self, *, product_ids: Iterable[str] | None = None) -> Callable[[F], F]: ...
+
+    def selector(  # type: ignore[misc]  # mypy misreads the generic decorator overload
+        self, fn: Callable[..., Any] | None = None, /, *, product_ids: Iterable[str] | None = None
+    ) -> Any:
+        """Register the function that chooses a retention message.
+
+        ``@retention.selector`` registers the catch-all;
+        ``@retention.selector(product_ids=[...])`` one that wins for those
+        products. The function is returned unchanged.
+        """
+        if fn is not None:
+            self.register_selector(fn, product_ids=product_ids)
+            return fn
+        ids = None if product_ids is None else _product_ids(product_ids)
+
+        def decorator(f: F) -> F:
+            self.register_selector(f, product_ids=ids)
+            return f
+
+        return decorator
+
+    def register_selector(
+        self, fn: Callable[..., Any], product_ids: Iterable[str] | None = None
+    ) -> None:
+        """The plain-method twin of :meth:`selector`."""
+        if not callable(fn):
+            raise TypeError(f"a selector must be callable, not {fn!r}")
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004
+        ):
+            raise TypeError(
+                f"{getattr(fn, '__qualname__', fn)!r} is a coroutine function; selectors run "
+                "synchronously under a time limit. Write a plain function (use your "
+                "database's synchronous driver, as the rest of the Flask app does)."
+            )
+        if product_ids is None:
+            if self._catch_all is not None:
+                raise ValueError(
+                    f"a catch-all selector is already registered "
+                    f"({getattr(self._catch_all, '__qualname__', self._catch_all)!r})."
+                )
+            self._catch_all = fn
+            return
+        ids = _product_ids(product_ids)
+        taken = sorted(p for p in ids if p in self._scoped)
+        if taken:
+            raise ValueError(f"a selector is already registered for {', '.join(taken)}.")
+        for p in ids:
+            self._scoped[p] = fn
+
+    def selector_for(self, product_id: str) -> Selector | None:
+        """The selector that answers for ``product_id``: its scoped one, else the catch-all."""
+        return self._scoped.get(product_id, self._catch_all)
+
+    @property
+    def has_selector(self) -> bool:
+        """Whether any selector is registered."""
+        return self._catch_all is not None or bool(self._scoped)

@@ -1,0 +1,117 @@
+"""The extension object: init_app, per-app state, selectors, command group."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from flask_retention import Message, RealtimeRequest, Retention
+from flask_retention.extension import get_state
+
+
+def test_init_app_stores_state_per_app(app: Flask) -> None:
+    retention = Retention()
+    retention.init_app(app)
+    other = Flask("other")
+    retention.init_app(other)
+    assert get_state(app).retention is retention
+    assert get_state(other) is not get_state(app)
+    assert not hasattr(retention, "app")
+
+
+def test_init_app_sets_every_default(app: Flask, retention: Retention) -> None:
+    assert app.config["RETENTION_ENVIRONMENT"] == "Sandbox"
+    assert app.config["RETENTION_ENDPOINT"] == "/retention/realtime"
+    assert app.config["RETENTION_MAX_REQUEST_AGE"] == 300
+    assert app.config["RETENTION_SELECTOR_TIMEOUT"] == 0.4
+    assert app.config["RETENTION_DECISION_LOG"] is True
+    assert app.config["RETENTION_OUTCOME_WINDOW"] == 604800
+
+
+def test_init_app_twice_on_one_app_raises(app: Flask, retention: Retention) -> None:
+    with pytest.raises(RuntimeError, match="already initialised"):
+        retention.init_app(app)
+
+
+def test_state_of_uninitialised_app_says_how_to_fix(app: Flask) -> None:
+    with pytest.raises(RuntimeError, match="init_app"):
+        get_state(app)
+
+
+def choose(req: RealtimeRequest) -> Message:
+    return Message("winback")
+
+
+def test_selector_decorator_returns_function_unchanged() -> None:
+    retention = Retention()
+    assert retention.selector(choose) is choose
+    assert retention.selector_for("any.product") is choose
+
+
+def test_scoped_selector_wins_over_catch_all() -> None:
+    retention = Retention()
+
+    @retention.selector
+    def catch_all(req: RealtimeRequest) -> None:
+        return None
+
+    @retention.selector(product_ids=["com.example.yearly"])
+    def yearly(req: RealtimeRequest) -> None:
+        return None
+
+    assert retention.selector_for("com.example.yearly") is yearly
+    assert retention.selector_for("com.example.monthly") is catch_all
+
+
+def test_plain_method_twin_registers_selector() -> None:
+    retention = Retention()
+    retention.register_selector(choose, product_ids=["p1"])
+    assert retention.selector_for("p1") is choose
+    assert retention.selector_for("p2") is None
+    assert retention.has_selector
+
+
+def test_registering_catch_all_twice_raises() -> None:
+    retention = Retention()
+    retention.selector(choose)
+    with pytest.raises(ValueError, match="already registered"):
+        retention.selector(choose)
+
+
+def test_registering_same_product_scope_twice_raises() -> None:
+    retention = Retention()
+    retention.selector(product_ids=["a", "b"])(choose)
+    with pytest.raises(ValueError, match="already registered for b"):
+        retention.selector(product_ids=["b", "c"])(choose)
+    assert retention.selector_for("c") is None
+
+
+def test_coroutine_selector_is_refused() -> None:
+    retention = Retention()
+
+    async def choose_async(req: RealtimeRequest) -> None:
+        return None
+
+    with pytest.raises(TypeError, match="coroutine"):
+        retention.selector(choose_async)
+    assert not retention.has_selector
+
+
+def test_product_ids_must_be_a_list_not_a_string() -> None:
+    with pytest.raises(TypeError, match="list"):
+        Retention().selector(product_ids="com.example.yearly")
+
+
+def test_command_group_is_registered_under_configured_name(app: Flask) -> None:
+    app.config["RETENTION_CLI_GROUP"] = "apple-retention"
+    Retention(app)
+    result = app.test_cli_runner().invoke(args=["apple-retention", "--help"])
+    assert result.exit_code == 0
+    assert "retention message catalogue" in result.output
+
+
+def test_command_group_can_be_turned_off(app: Flask) -> None:
+    app.config["RETENTION_CLI_GROUP"] = None
+    Retention(app)
+    result = app.test_cli_runner().invoke(args=["retention", "--help"])
+    assert result.exit_code != 0
