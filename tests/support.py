@@ -1,23 +1,20 @@
-"""Helpers for tests: where the shared test vectors are."""
+"""Helpers for tests: the test vectors kept in ``tests/vectors``.
+
+They are copies of the project's shared vectors: a real Apple-signed JWS,
+Apple's own test PKI and Apple's response fixtures (MIT, see their
+LICENSE.txt), kept in the repository so the suite runs on any fresh clone.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-#: ``shared/`` sits beside the checkout (``../shared``); ``RETENTION_SHARED_DIR`` overrides.
-SHARED = Path(
-    os.environ.get("RETENTION_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")
-)
-VECTORS = SHARED / "vectors"
+VECTORS = Path(__file__).resolve().parent / "vectors"
 
 
 def vector(path: str) -> Path:
-    """A file of ``shared/vectors``; fails loudly when it is absent, so no test passes vacuously."""
+    """A file of ``tests/vectors``; fails loudly when it is absent, so no test passes vacuously."""
     p = VECTORS / path
     if not p.exists():
-        raise FileNotFoundError(
-            f"test vector {p} not found: shared/ must sit beside the checkout, "
-            "or set RETENTION_SHARED_DIR"
-        )
+        raise FileNotFoundError(f"test vector {p} not found")
     return p
