@@ -40,6 +40,38 @@ from .entries import (
 from .errors import RetentionError
 from .png import PNGInfo, read_png_info
 
+__all__ = [
+    "ALT_TEXT_MAX_LENGTH",
+    "BODY_MAX_LENGTH",
+    "BULLET_POINT_SIDE",
+    "BULLET_TEXT_MAX_LENGTH",
+    "FULL_SIZE_MAX_HEIGHT",
+    "FULL_SIZE_MIN_HEIGHT",
+    "FULL_SIZE_WIDTH",
+    "HEADER_MAX_LENGTH",
+    "KNOWN_LOCALES",
+    "MAX_BULLET_POINTS",
+    "MAX_IMAGES",
+    "MAX_MESSAGES",
+    "NAME_MAX_LENGTH",
+    "SUPPORTED_SUFFIXES",
+    "BulletPointSchema",
+    "CatalogueError",
+    "DefaultSchema",
+    "ImageFileSchema",
+    "MessageSchema",
+    "check_document",
+    "check_image",
+    "dump_toml",
+    "load_catalogue_file",
+    "locale_problem",
+    "locale_warning",
+    "toml_string",
+    "validate_default",
+    "validate_message",
+    "write_catalogue_file",
+]
+
 HEADER_MAX_LENGTH: Final = 66
 BODY_MAX_LENGTH: Final = 144
 ALT_TEXT_MAX_LENGTH: Final = 150
@@ -174,6 +206,13 @@ class CatalogueError(RetentionError, ValueError):
     def __str__(self) -> str:
         return self._describe()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_catalogue_error, (self.errors, self.source))
+
+
+def _rebuild_catalogue_error(errors: list[str], source: str | None) -> CatalogueError:
+    return CatalogueError(errors, source=source)
+
 
 # --------------------------------------------------------------------------- images
 
@@ -298,9 +337,8 @@ def check_image(
 class _Text(validate.Validator):
     """A string that is not blank, is valid UTF-8 and has at most ``limit`` code points."""
 
-    def __init__(self, limit: int | None = None, *, whose: str = "Apple's") -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self.limit = limit
-        self.whose = whose
 
     def __call__(self, value: str) -> str:
         if not value.strip():
@@ -309,7 +347,7 @@ class _Text(validate.Validator):
         if problem is not None:
             raise ValidationError(problem)
         if self.limit is not None and len(value) > self.limit:
-            raise ValidationError(f"{len(value)} characters, {self.whose} limit is {self.limit}")
+            raise ValidationError(f"{len(value)} characters, Apple's limit is {self.limit}")
         return value
 
 
@@ -462,7 +500,7 @@ class ImageFileSchema(_StrictSchema):
     """An image entry of a catalogue file: ``name``, ``file``, optional ``size``."""
 
     name = _string(_Name())
-    file = _string(_Text(whose="the"))
+    file = _string(_Text())
     size = _string(
         validate.OneOf(IMAGE_SIZES, error="must be FULL_SIZE or BULLET_POINT, not {input!r}"),
         required=False,

@@ -512,3 +512,41 @@ def test_writing_replaces_an_existing_catalogue(tmp_path: Path) -> None:
     write_catalogue_file(CatalogueDocument(), path)
     assert json.loads(path.read_text("utf-8")) == {"images": [], "messages": [], "defaults": []}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "images"]
+
+
+def test_bullet_points_may_be_written_as_an_array_of_tables(folder: Path) -> None:
+    path = folder / "catalogue.toml"
+    text = DESIGN_TOML.replace(
+        'bullet_points = [ { text = "Offline mode", image = "tick", alt_text = "tick" } ]\n',
+        '\n[[messages.bullet_points]]\ntext = """Offline mode"""\nimage = "tick"\n'
+        "alt_text = 'tick'\n",
+    )
+    path.write_text(text, encoding="utf-8")
+    assert load_catalogue_file(path) == EXPECTED
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"images": ["hero.png"]}, "images[0]: must be a table (object) of fields, not a string"),
+        ({"images": {"name": "hero"}}, "images: must be a list of tables ([[images]] in TOML"),
+        ({"messages": [{"name": 7, "header": "h", "body": "b"}]}, "messages[0].name: must be"),
+        ({"defaults": [None]}, "defaults[0]: must be a table (object) of fields, not null"),
+        (
+            {"images": [{"name": "hero", "file": "images/hero.png", "size": "full"}]},
+            "images[0] (hero).size: must be FULL_SIZE or BULLET_POINT, not 'full'",
+        ),
+        (
+            {"images": [{"name": "hero", "file": "images"}]},
+            "images[0] (hero).file: cannot read ",
+        ),
+        (
+            {"images": [{"name": "hero", "file": ""}]},
+            "images[0] (hero).file: must not be empty",
+        ),
+    ],
+)
+def test_malformed_entries_name_the_entry(folder: Path, data: Any, error: str) -> None:
+    errors = load_errors(write_json(folder / "c.json", data))
+    assert len(errors) == 1
+    assert errors[0].startswith(error), errors

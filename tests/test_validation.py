@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 from dataclasses import replace
 from functools import cache
 from typing import Any
@@ -80,6 +81,13 @@ def test_catalogue_error_with_one_problem_and_a_source() -> None:
     err = CatalogueError("images[0] (hero).file: missing", source="catalogue.toml")
     assert err.errors == ["images[0] (hero).file: missing"]
     assert str(err) == "catalogue.toml: images[0] (hero).file: missing"
+
+
+def test_catalogue_error_survives_pickling() -> None:
+    err = pickle.loads(pickle.dumps(CatalogueError(["a: x", "b: y"], source="c.toml")))  # noqa: S301 (our own bytes)
+    assert isinstance(err, CatalogueError)
+    assert (err.errors, err.source) == (["a: x", "b: y"], "c.toml")
+    assert str(err).startswith("c.toml: 2 problems")
 
 
 # --------------------------------------------------------------------------- images
