@@ -1018,8 +1018,10 @@ def write_catalogue_file(
 
     Each image is written to ``images_dir/<name>.png`` relative to the file
     (names that are not safe file names get a safe one). The document is
-    checked first, and files are replaced atomically, so a failure leaves the
-    old files whole. :func:`load_catalogue_file` reads back an equal document.
+    checked first (an invalid one writes nothing), images are written before
+    the catalogue, and each file is replaced atomically, so a failure never
+    leaves a half-written file. :func:`load_catalogue_file` reads back an equal
+    document (each image's ``source`` becomes the path written).
     """
     file = Path(path)
     source = os.fspath(path)
