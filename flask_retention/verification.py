@@ -63,6 +63,7 @@ INTERMEDIATE_OID: Final = x509.ObjectIdentifier("1.2.840.113635.100.6.2.1")
 
 _B64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 _ECDSA_SHA256: Final = ec.ECDSA(hashes.SHA256())
+_YEAR_9999_MS: Final = 253_370_764_800_000
 _CERT_ERRORS: Final = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
@@ -108,8 +109,7 @@ def _signed_date_ms(payload: dict[str, Any]) -> int:
     if isinstance(value, float) and not math.isfinite(value):
         raise VerificationError("malformed", "the payload's signedDate is not a finite number")
     ms = int(value)
-    # Datetime's range, with a day's margin: beyond it no certificate can be valid anyway.
-    if not -62_135_510_400_000 < ms < 253_402_214_400_000:
+    if not 0 <= ms < _YEAR_9999_MS:
         raise VerificationError("malformed", "the payload's signedDate is out of range")
     return ms
 

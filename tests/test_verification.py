@@ -96,6 +96,7 @@ class Chain:
         intermediate_cert_sign: bool = True,
         leaf_issuer: str = "intermediate",
         intermediate_pathlen: int | None = 0,
+        leaf_signs: bool = True,
     ) -> None:
         now = datetime.now(UTC)
         self.root_key, self.int_key, self.leaf_key = (
@@ -126,6 +127,7 @@ class Chain:
             issuer_key,
             now + timedelta(days=3650),
             ca=False,
+            cert_sign=leaf_signs,
             oid=LEAF_OID,
         )
 
@@ -142,7 +144,7 @@ class Chain:
         until: datetime,
         *,
         ca: bool,
-        cert_sign: bool = True,
+        cert_sign: bool = True,  # the certificate's own use: keyCertSign or digitalSignature
         pathlen: int | None = None,
         oid: x509.ObjectIdentifier | None = None,
     ) -> x509.Certificate:
@@ -157,7 +159,7 @@ class Chain:
             .add_extension(x509.BasicConstraints(ca=ca, path_length=pathlen), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=not ca,
+                    digital_signature=not ca and cert_sign,
                     content_commitment=False,
                     key_encipherment=False,
                     data_encipherment=False,
@@ -499,7 +501,8 @@ def test_a_root_expired_at_signed_date_is_expired_on_a_miss_and_on_a_hit() -> No
 
 
 @pytest.mark.parametrize(
-    "signed_date", [None, "1729136651128", True, 1.5e300, float("inf"), 10**20, -(10**20)]
+    "signed_date",
+    [None, "1729136651128", True, [1], 1.5e300, float("inf"), float("nan"), 10**20, -1],
 )
 def test_payload_without_a_usable_signed_date_is_malformed(
     signer: AppStoreSigner, verifier: JWSVerifier, signed_date: Any
@@ -530,7 +533,16 @@ def test_an_intermediate_not_allowed_to_sign_certificates_is_refused() -> None:
     with pytest.raises(VerificationError) as info:
         chain.verifier().verify(chain.token(payload_at()))
     assert info.value.reason == "bad_chain"
-    assert "refused" in info.value.message
+    assert "keyCertSign" in info.value.message
+
+
+def test_a_leaf_whose_key_usage_excludes_signatures_is_refused() -> None:
+    chain = Chain(leaf_signs=False)
+
+    with pytest.raises(VerificationError) as info:
+        chain.verifier().verify(chain.token(payload_at()))
+    assert info.value.reason == "bad_chain"
+    assert "digitalSignature" in info.value.message
 
 
 def test_an_intermediate_with_a_sound_chain_verifies_whatever_its_path_length() -> None:
