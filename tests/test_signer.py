@@ -340,3 +340,88 @@ def test_variants_that_issue_certificates_ask_for_the_key(variant: str, key: str
 
     with pytest.raises(ValueError, match=key):
         signer.sign_broken(variant, signer.realtime_payload())
+
+
+# ----------------------------------------------------------------- notifications
+
+
+def test_a_test_notification_looks_like_apples_real_one(signer: AppStoreSigner) -> None:
+    real = JWSVerifier().verify(
+        vector("genuine-production-test-notification.jws").read_text().strip()
+    )
+
+    payload = JWSVerifier([signer.root_pem]).verify(signer.sign_notification("TEST"))
+
+    assert payload.keys() == real.keys()
+    assert payload["data"].keys() == real["data"].keys()
+    assert payload["notificationType"] == "TEST"
+    assert payload["version"] == "2.0"
+    assert uuid.UUID(payload["notificationUUID"])
+
+
+def test_a_notification_carries_signed_transaction_and_renewal_info(
+    signer: AppStoreSigner,
+) -> None:
+    verifier = JWSVerifier([signer.root_pem])
+    transaction = signer.transaction_payload(original_transaction_id="77", product_id="p.month")
+    renewal = signer.renewal_payload(
+        original_transaction_id="77",
+        product_id="p.month",
+        auto_renew_status=0,
+        offer_type=2,
+        offer_identifier="winback50",
+    )
+
+    payload = verifier.verify(
+        signer.sign_notification(
+            "DID_CHANGE_RENEWAL_STATUS",
+            subtype="AUTO_RENEW_DISABLED",
+            transaction=transaction,
+            renewal_info=renewal,
+            status=1,
+        )
+    )
+
+    assert payload["subtype"] == "AUTO_RENEW_DISABLED"
+    data = payload["data"]
+    assert data["status"] == 1
+    assert verifier.verify(data["signedTransactionInfo"]) == transaction
+    assert verifier.verify(data["signedRenewalInfo"]) == renewal
+    assert renewal["autoRenewProductId"] == "p.month"
+    assert (renewal["offerType"], renewal["offerIdentifier"]) == (2, "winback50")
+    assert transaction["transactionId"] == transaction["originalTransactionId"] == "77"
+    assert transaction["expiresDate"] - transaction["purchaseDate"] == 30 * 24 * 3600 * 1000
+
+
+def test_notification_fields_can_be_chosen(signer: AppStoreSigner) -> None:
+    notification_id = uuid.uuid4()
+    body = json.loads(
+        signer.notification_body(
+            "EXPIRED",
+            subtype="VOLUNTARY",
+            notification_uuid=notification_id,
+            bundle_id="com.example.other",
+            app_apple_id=None,
+            environment="Production",
+            signed_date=5,
+        )
+    )
+    payload = decode(body["signedPayload"].split(".")[1])
+
+    assert payload == {
+        "notificationType": "EXPIRED",
+        "subtype": "VOLUNTARY",
+        "notificationUUID": str(notification_id),
+        "data": {"bundleId": "com.example.other", "environment": "Production"},
+        "version": "2.0",
+        "signedDate": 5,
+    }
+
+
+def test_renewal_payload_leaves_out_absent_offers(signer: AppStoreSigner) -> None:
+    renewal = signer.renewal_payload(auto_renew_product_id="com.example.yearly")
+
+    assert "offerType" not in renewal
+    assert "offerIdentifier" not in renewal
+    assert renewal["autoRenewProductId"] == "com.example.yearly"
+    assert renewal["autoRenewStatus"] == 1

@@ -182,6 +182,15 @@ def _utc(moment: datetime, what: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+def _ms(moment: datetime | int | None, what: str, *, default: datetime | None = None) -> int:
+    """Milliseconds since the epoch, Apple's timestamps; ``None`` is ``default`` or now."""
+    if moment is None:
+        moment = default or datetime.now(UTC)
+    if isinstance(moment, datetime):
+        return int(_utc(moment, what).timestamp() * 1000)
+    return moment
+
+
 class AppStoreSigner:
     """A test App Store: an Apple-like certificate chain and a signer of its JWS.
 
@@ -331,12 +340,7 @@ class AppStoreSigner:
         ``request_identifier`` defaults to a fresh UUID and ``signed_date`` to
         now (an ``int`` is milliseconds since the epoch).
         """
-        if signed_date is None:
-            signed_ms = int(datetime.now(UTC).timestamp() * 1000)
-        elif isinstance(signed_date, datetime):
-            signed_ms = int(_utc(signed_date, "signed_date").timestamp() * 1000)
-        else:
-            signed_ms = signed_date
+        signed_ms = _ms(signed_date, "signed_date")
         payload: dict[str, Any] = {
             "originalTransactionId": original_transaction_id,
             "appAppleId": app_apple_id,
@@ -356,6 +360,143 @@ class AppStoreSigner:
     def realtime_body(self, **fields: Any) -> bytes:
         """The HTTP body the App Store POSTs: ``{"signedPayload": "..."}``."""
         return _json({"signedPayload": self.sign_realtime_request(**fields)})
+
+    def transaction_payload(
+        self,
+        *,
+        original_transaction_id: str = "1000000000000001",
+        transaction_id: str | None = None,
+        product_id: str = "com.example.monthly",
+        bundle_id: str = "com.example.app",
+        environment: str = "Sandbox",
+        purchase_date: datetime | int | None = None,
+        expires_date: datetime | int | None = None,
+        signed_date: datetime | int | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """A ``JWSTransactionDecodedPayload`` of a monthly subscription; ``extra`` adds fields.
+
+        ``transaction_id`` defaults to the original transaction ID, the dates
+        to now and a month from the purchase.
+        """
+        purchased = _ms(purchase_date, "purchase_date")
+        payload: dict[str, Any] = {
+            "transactionId": transaction_id or original_transaction_id,
+            "originalTransactionId": original_transaction_id,
+            "webOrderLineItemId": "2000000000000001",
+            "bundleId": bundle_id,
+            "productId": product_id,
+            "subscriptionGroupIdentifier": "21000001",
+            "purchaseDate": purchased,
+            "originalPurchaseDate": purchased,
+            "expiresDate": _ms(
+                expires_date,
+                "expires_date",
+                default=datetime.fromtimestamp(purchased / 1000, UTC) + timedelta(days=30),
+            ),
+            "quantity": 1,
+            "type": "Auto-Renewable Subscription",
+            "inAppOwnershipType": "PURCHASED",
+            "signedDate": _ms(signed_date, "signed_date"),
+            "environment": environment,
+            "transactionReason": "PURCHASE",
+            "storefront": "USA",
+            "storefrontId": "143441",
+            "price": 9990,
+            "currency": "USD",
+        }
+        payload.update(extra)
+        return payload
+
+    def renewal_payload(
+        self,
+        *,
+        original_transaction_id: str = "1000000000000001",
+        product_id: str = "com.example.monthly",
+        auto_renew_product_id: str | None = None,
+        auto_renew_status: int = 1,
+        environment: str = "Sandbox",
+        offer_type: int | None = None,
+        offer_identifier: str | None = None,
+        signed_date: datetime | int | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """A ``JWSRenewalInfoDecodedPayload``; the offer fields are left out when ``None``.
+
+        ``auto_renew_product_id`` defaults to ``product_id`` (a different one
+        is a switched plan); ``auto_renew_status`` 0 means cancelled.
+        """
+        signed = _ms(signed_date, "signed_date")
+        month = 30 * 24 * 3600 * 1000
+        payload: dict[str, Any] = {
+            "originalTransactionId": original_transaction_id,
+            "productId": product_id,
+            "autoRenewProductId": auto_renew_product_id or product_id,
+            "autoRenewStatus": auto_renew_status,
+            "signedDate": signed,
+            "environment": environment,
+            "recentSubscriptionStartDate": signed - month,
+            "renewalDate": signed + month,
+        }
+        if offer_type is not None:
+            payload["offerType"] = offer_type
+        if offer_identifier is not None:
+            payload["offerIdentifier"] = offer_identifier
+        payload.update(extra)
+        return payload
+
+    def notification_payload(
+        self,
+        notification_type: str,
+        *,
+        subtype: str | None = None,
+        notification_uuid: str | uuid.UUID | None = None,
+        bundle_id: str = "com.example.app",
+        app_apple_id: int | None = 1234567890,
+        environment: str = "Sandbox",
+        transaction: Mapping[str, Any] | None = None,
+        renewal_info: Mapping[str, Any] | None = None,
+        status: int | None = None,
+        signed_date: datetime | int | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """A ``ResponseBodyV2DecodedPayload`` (App Store Server Notifications V2).
+
+        ``transaction`` and ``renewal_info`` (see :meth:`transaction_payload`,
+        :meth:`renewal_payload`) are signed into ``data.signedTransactionInfo``
+        and ``data.signedRenewalInfo``; ``app_apple_id=None`` leaves it out, as
+        sandbox notifications do. ``extra`` adds or replaces top-level fields.
+        """
+        data: dict[str, Any] = {"bundleId": bundle_id, "environment": environment}
+        if app_apple_id is not None:
+            data["appAppleId"] = app_apple_id
+        if transaction is not None or renewal_info is not None:
+            data["bundleVersion"] = "1"
+        if transaction is not None:
+            data["signedTransactionInfo"] = self.sign(transaction)
+        if renewal_info is not None:
+            data["signedRenewalInfo"] = self.sign(renewal_info)
+        if status is not None:
+            data["status"] = status
+        payload: dict[str, Any] = {"notificationType": notification_type}
+        if subtype is not None:
+            payload["subtype"] = subtype
+        payload.update(
+            notificationUUID=str(notification_uuid or uuid.uuid4()),
+            data=data,
+            version="2.0",
+            signedDate=_ms(signed_date, "signed_date"),
+        )
+        payload.update(extra)
+        return payload
+
+    def sign_notification(self, notification_type: str, **fields: Any) -> str:
+        """The ``signedPayload`` of a notification; ``fields`` as :meth:`notification_payload`."""
+        return self.sign(self.notification_payload(notification_type, **fields))
+
+    def notification_body(self, notification_type: str, **fields: Any) -> bytes:
+        """The HTTP body of a notification: ``{"signedPayload": "..."}``."""
+        return _json({"signedPayload": self.sign_notification(notification_type, **fields)})
 
     def sign_broken(self, variant: str, payload: Mapping[str, Any]) -> str:
         """A token of ``payload`` broken as ``variant`` says; see :data:`BROKEN_VARIANT_REASONS`."""
