@@ -92,8 +92,8 @@ def _b64url(part: str) -> bytes:
 
 def _json_object(part: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(_b64url(part))
-    except (binascii.Error, ValueError):
+        value = json.loads(_b64url(part).decode("utf-8"))
+    except (binascii.Error, ValueError, RecursionError):
         raise VerificationError("malformed", f"the JWS {what} is not base64url JSON") from None
     if not isinstance(value, dict):
         raise VerificationError("malformed", f"the JWS {what} is not a JSON object")

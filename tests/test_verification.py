@@ -18,6 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from flask_retention import ConfigurationError, VerificationError
@@ -97,6 +98,7 @@ class Chain:
         leaf_issuer: str = "intermediate",
         intermediate_pathlen: int | None = 0,
         leaf_signs: bool = True,
+        leaf_unknown_critical: bool = False,
     ) -> None:
         now = datetime.now(UTC)
         self.root_key, self.int_key, self.leaf_key = (
@@ -129,6 +131,7 @@ class Chain:
             ca=False,
             cert_sign=leaf_signs,
             oid=LEAF_OID,
+            unknown_critical=leaf_unknown_critical,
         )
 
     @staticmethod
@@ -147,6 +150,7 @@ class Chain:
         cert_sign: bool = True,  # the certificate's own use: keyCertSign or digitalSignature
         pathlen: int | None = None,
         oid: x509.ObjectIdentifier | None = None,
+        unknown_critical: bool = False,
     ) -> x509.Certificate:
         builder = (
             x509.CertificateBuilder()
@@ -181,6 +185,9 @@ class Chain:
         )
         if oid is not None:
             builder = builder.add_extension(x509.UnrecognizedExtension(oid, b"\x05\x00"), False)
+        if unknown_critical:
+            unknown = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1")
+            builder = builder.add_extension(x509.UnrecognizedExtension(unknown, b"\x05\x00"), True)
         return builder.sign(issuer_key, hashes.SHA256())
 
     def verifier(self, **kwargs: Any) -> JWSVerifier:
@@ -545,6 +552,15 @@ def test_a_leaf_whose_key_usage_excludes_signatures_is_refused() -> None:
     assert "digitalSignature" in info.value.message
 
 
+def test_a_leaf_with_an_unknown_critical_extension_is_refused() -> None:
+    chain = Chain(leaf_unknown_critical=True)
+
+    with pytest.raises(VerificationError) as info:
+        chain.verifier().verify(chain.token(payload_at()))
+    assert info.value.reason == "bad_chain"
+    assert "1.3.6.1.4.1.55555.1" in info.value.message
+
+
 def test_an_intermediate_with_a_sound_chain_verifies_whatever_its_path_length() -> None:
     chain = Chain(intermediate_pathlen=None)
 
@@ -557,6 +573,17 @@ def test_an_intermediate_with_a_sound_chain_verifies_whatever_its_path_length() 
 def good_parts(signer: AppStoreSigner) -> list[str]:
     return signer.sign_realtime_request().split(".")
 
+
+def utf16_header_token(signer: AppStoreSigner) -> str:
+    """Correctly signed, but the header is UTF-16 JSON: RFC 7515 says UTF-8."""
+    header = json.dumps({"alg": "ES256", "x5c": signer.x5c}).encode("utf-16")
+    signing_input = f"{b64url(header)}.{b64json(signer.realtime_payload())}"
+    der = signer._leaf_key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+NESTED_OBJECT = b'{"a":' * 50_000 + b"1" + b"}" * 50_000
 
 MALFORMED: list[tuple[str, Callable[[AppStoreSigner], Any]]] = [
     ("not a string", lambda s: b"a.b.c"),
@@ -574,6 +601,12 @@ MALFORMED: list[tuple[str, Callable[[AppStoreSigner], Any]]] = [
     ("header a list", lambda s: f"{b64json(['ES256'])}.e30.AAAA"),
     ("header a string", lambda s: f"{b64json('ES256')}.e30.AAAA"),
     ("header not utf-8", lambda s: f"{b64url(bytes([0xFF, 0xFE]))}.e30.AAAA"),
+    ("header utf-16", lambda s: utf16_header_token(s)),
+    ("header deeply nested", lambda s: f"{b64url(b'[' * 100_000 + b']' * 100_000)}.e30.AA"),
+    (
+        "payload deeply nested",
+        lambda s: f"{good_parts(s)[0]}.{b64url(NESTED_OBJECT)}.AA",
+    ),
     (
         "x5c missing",
         lambda s: s._sign_with(s._leaf_key, {"alg": "ES256"}, s.realtime_payload()),
