@@ -574,15 +574,6 @@ def good_parts(signer: AppStoreSigner) -> list[str]:
     return signer.sign_realtime_request().split(".")
 
 
-def utf16_header_token(signer: AppStoreSigner) -> str:
-    """Correctly signed, but the header is UTF-16 JSON: RFC 7515 says UTF-8."""
-    header = json.dumps({"alg": "ES256", "x5c": signer.x5c}).encode("utf-16")
-    signing_input = f"{b64url(header)}.{b64json(signer.realtime_payload())}"
-    der = signer._leaf_key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
-    r, s = decode_dss_signature(der)
-    return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
-
-
 NESTED_OBJECT = b'{"a":' * 50_000 + b"1" + b"}" * 50_000
 
 MALFORMED: list[tuple[str, Callable[[AppStoreSigner], Any]]] = [
@@ -601,7 +592,6 @@ MALFORMED: list[tuple[str, Callable[[AppStoreSigner], Any]]] = [
     ("header a list", lambda s: f"{b64json(['ES256'])}.e30.AAAA"),
     ("header a string", lambda s: f"{b64json('ES256')}.e30.AAAA"),
     ("header not utf-8", lambda s: f"{b64url(bytes([0xFF, 0xFE]))}.e30.AAAA"),
-    ("header utf-16", lambda s: utf16_header_token(s)),
     ("header deeply nested", lambda s: f"{b64url(b'[' * 100_000 + b']' * 100_000)}.e30.AA"),
     (
         "payload deeply nested",
@@ -609,7 +599,7 @@ MALFORMED: list[tuple[str, Callable[[AppStoreSigner], Any]]] = [
     ),
     (
         "x5c missing",
-        lambda s: s._sign_with(s._leaf_key, {"alg": "ES256"}, s.realtime_payload()),
+        lambda s: s.sign_broken("missing_x5c", s.realtime_payload()),
     ),
     ("x5c a string", lambda s: s.sign(s.realtime_payload(), header={"x5c": s.x5c[0]})),
     ("x5c empty", lambda s: s.sign(s.realtime_payload(), header={"x5c": []})),
@@ -651,6 +641,23 @@ def test_malformed_input_is_refused_as_malformed(
     assert reason_of(verifier, make(signer)) == "malformed"
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_a_header_not_in_utf8_is_malformed(encoding: str) -> None:
+    """Correctly signed with Apple's test PKI, but RFC 7515 says the header is UTF-8 JSON."""
+    certs = [der_b64(pem_cert(name)) for name in ("testLeaf.pem", "testIntermediate.pem")]
+    header = json.dumps({"alg": "ES256", "x5c": [*certs, certs[1]]})
+    payload = b64json(payload_at(datetime(2025, 6, 1, tzinfo=UTC)))
+
+    def signed(header_bytes: bytes) -> str:
+        signing_input = f"{b64url(header_bytes)}.{payload}"
+        der = pem_key("testLeaf.key").sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    assert apple_test_verifier().verify(signed(header.encode()))["hello"] == "world"
+    assert reason_of(apple_test_verifier(), signed(header.encode(encoding))) == "malformed"
+
+
 @pytest.mark.parametrize("length", [0, 63, 65, 96])
 def test_a_signature_of_the_wrong_length_is_a_bad_signature(
     signer: AppStoreSigner, verifier: JWSVerifier, length: int
@@ -687,21 +694,32 @@ def test_error_messages_never_contain_the_token(
 # ----------------------------------------------------------------- roots
 
 
-def test_roots_accept_certificates_pem_der_and_paths(signer: AppStoreSigner) -> None:
-    der = vector(PKI + "testCA.der")
-    for roots in (
+def test_roots_accept_certificates_and_pem_bytes(signer: AppStoreSigner) -> None:
+    token = signer.sign_realtime_request()
+    cases: list[Any] = [
         [signer.root_certificate],
         signer.root_certificate,
         [signer.root_pem],
         signer.root_pem,
-        [der.read_bytes()],
-        [str(der)],
-        [der],
-        [signer.root_certificate, bundled_root_pem()],
-    ):
-        verifier = JWSVerifier(roots)  # type: ignore[arg-type]
-        assert len(verifier.roots) in (1, 2)
-    assert JWSVerifier().roots[0].subject.rfc4514_string().endswith("CN=Apple Root CA - G3")
+        (bundled_root_pem(), signer.root_certificate),
+    ]
+    for roots in cases:
+        assert JWSVerifier(roots).verify(token)["productId"] == "com.example.monthly"
+
+
+def test_roots_accept_der_bytes_and_paths() -> None:
+    der = vector(PKI + "testCA.der")
+    token = apple_test_chain()
+    cases: list[Any] = [[der.read_bytes()], [str(der)], [der], der, str(vector(PKI + "testCA.pem"))]
+    for roots in cases:
+        assert JWSVerifier(roots).verify(token)["hello"] == "world"
+
+
+def test_the_default_root_is_the_bundled_apple_root_ca_g3() -> None:
+    (root,) = JWSVerifier().roots
+
+    assert root.subject.rfc4514_string().endswith("CN=Apple Root CA - G3")
+    assert root == x509.load_pem_x509_certificate(bundled_root_pem())
 
 
 @pytest.mark.parametrize("roots", [[], [b"not a certificate"], [Path("/nonexistent/ca.pem")], [1]])
