@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -86,16 +87,67 @@ class RealtimeRequestSchema(ma.Schema):
     signed_date = TimestampMs(required=True, data_key="signedDate")
 
 
+def plain_request(payload: Any) -> RealtimeRequest | None:
+    """The request of a payload in its plain form (every field present, of its exact JSON
+    type, well-formed), or ``None``.
+
+    The hot path's shortcut past :class:`RealtimeRequestSchema` (about 20 µs, a
+    fifth of the ES256 verification): it accepts only payloads the schema
+    accepts, with the same result (a test holds it to that), and everything
+    else goes through the schema, which refuses it or loads it and says why.
+    """
+    try:
+        otid = payload["originalTransactionId"]
+        app_apple_id = payload["appAppleId"]
+        product_id = payload["productId"]
+        locale = payload["userLocale"]
+        request_identifier = payload["requestIdentifier"]
+        environment = payload["environment"]
+        signed_ms = payload["signedDate"]
+    except (KeyError, TypeError):
+        return None
+    if not (
+        type(otid) is str
+        and otid
+        and type(app_apple_id) is int
+        and type(product_id) is str
+        and product_id
+        and type(locale) is str
+        and locale
+        and type(request_identifier) is str
+        and type(environment) is str
+        and type(signed_ms) is int
+    ):
+        return None
+    try:
+        rid = uuid.UUID(request_identifier)
+        signed_date = datetime.fromtimestamp(signed_ms / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return RealtimeRequest(
+        original_transaction_id=otid,
+        app_apple_id=app_apple_id,
+        product_id=product_id,
+        locale=locale,
+        request_identifier=rid,
+        environment=environment,
+        signed_date=signed_date,
+        raw=payload,
+    )
+
+
 def read_signed_payload(request: Request) -> str:
     """The ``signedPayload`` of the body: at most :data:`BODY_LIMIT` bytes, JSON whatever
     the Content-Type says."""
     length = request.content_length
     if length is not None and length > BODY_LIMIT:
         raise Rejected(413, "too_large", f"The body is over {BODY_LIMIT} bytes.")
+    # Without a Content-Length (a chunked body), read one byte past the limit to see it.
+    wanted = BODY_LIMIT + 1 if length is None else length
     stream = request.stream
     body = b""
-    while len(body) <= BODY_LIMIT:
-        chunk = stream.read(BODY_LIMIT + 1 - len(body))
+    while len(body) < wanted:
+        chunk = stream.read(wanted - len(body))
         if not chunk:
             break
         body += chunk
@@ -143,6 +195,9 @@ class RealtimeEndpoint:
             payload = self.verifier.verify(token)
         except VerificationError as e:
             raise Rejected(400 if e.reason == "malformed" else 401, e.reason, e.message) from None
+        req = plain_request(payload)
+        if req is not None:
+            return req
         try:
             loaded = self.schema.load(payload)
         except ma.ValidationError as e:

@@ -7,15 +7,15 @@ selector is stuck stays busy until it returns, and the pool never grows past
 its size: when every worker is busy the request gets the fallback at once
 instead of queueing behind stuck selectors.
 
-The hand-off is one ``SimpleQueue.put`` and one ``SimpleQueue.get`` each way
-(a few microseconds of work; measured against ``ThreadPoolExecutor`` in
-``benchmarks/realtime.py``). Threads start on first use in the process that
-serves, so a ``gunicorn --preload`` fork starts its own.
+The hand-off is one ``SimpleQueue.put`` and one ``SimpleQueue.get`` each way,
+with a reply queue per call, so a late answer can never reach another call
+(measured against ``ThreadPoolExecutor`` in ``benchmarks/realtime.py``).
+Threads start on first use in the process that serves, so a
+``gunicorn --preload`` fork starts its own.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
@@ -55,12 +55,13 @@ class PoolStats:
 
 
 class _Worker:
-    __slots__ = ("deadline", "generation", "jobs", "results", "running", "thread")
+    __slots__ = ("deadline", "generation", "jobs", "running", "thread")
 
     def __init__(self, generation: int) -> None:
         self.generation = generation
-        self.jobs: SimpleQueue[tuple[int, Callable[[Any], Any], Any] | None] = SimpleQueue()
-        self.results: SimpleQueue[tuple[int, Outcome]] = SimpleQueue()
+        self.jobs: SimpleQueue[tuple[Callable[[Any], Any], Any, SimpleQueue[Outcome]] | None] = (
+            SimpleQueue()
+        )
         self.running = False
         self.deadline = 0.0
         self.thread: threading.Thread | None = None
@@ -80,7 +81,6 @@ class SelectorPool:
         self.size = size
         self.timeout = timeout
         self._lock = threading.Lock()
-        self._ids = itertools.count()
         self._generation = 0
         self._pid = os.getpid()
         self._workers: list[_Worker] = []
@@ -91,21 +91,13 @@ class SelectorPool:
         worker = self._take()
         if worker is None:
             return Outcome("overloaded")
-        job = next(self._ids)
+        reply: SimpleQueue[Outcome] = SimpleQueue()
         worker.deadline = time.monotonic() + self.timeout
-        worker.jobs.put((job, fn, arg))
-        remaining = self.timeout
-        while True:
-            try:
-                done, outcome = worker.results.get(timeout=remaining)
-            except Empty:
-                return Outcome("timeout")
-            if done == job:
-                return outcome
-            # The answer of an earlier, abandoned job: drop it and keep waiting.
-            remaining = worker.deadline - time.monotonic()
-            if remaining <= 0:
-                return Outcome("timeout")
+        worker.jobs.put((fn, arg, reply))
+        try:
+            return reply.get(timeout=self.timeout)
+        except Empty:
+            return Outcome("timeout")
 
     def stats(self) -> PoolStats:
         """Counts of started, busy and stuck workers, for monitoring and tests."""
@@ -170,7 +162,7 @@ class SelectorPool:
             item = worker.jobs.get()
             if item is _STOP:
                 return
-            job, fn, arg = item
+            fn, arg, reply = item
             worker.running = True
             try:
                 with app.app_context():
@@ -185,8 +177,11 @@ class SelectorPool:
                 )
                 outcome = Outcome("error", e)
             worker.running = False
-            worker.results.put((job, outcome))
             with self._lock:
-                if worker.generation != self._generation or self._pid != os.getpid():
-                    return
-                self._idle.append(worker)
+                keep = worker.generation == self._generation
+                if keep:
+                    self._idle.append(worker)
+            # The answer goes last, so that the waiting thread finds the GIL free.
+            reply.put(outcome)
+            if not keep:
+                return
