@@ -16,6 +16,8 @@ when another process takes the CPU):
   ``app.wsgi_app`` with a prepared WSGI environ (no test client), a trivial
   selector, and a fresh token per request (all signed before timing);
 * bare view: a plain Flask view that parses the same body as JSON;
+* the endpoint again with the selector called in the request thread, without
+  the time limit, to show what the hand-off to a worker costs in place;
 * ES256: one bare ``cryptography`` ECDSA P-256 verification;
 * Apple: ``SignedDataVerifier.verify_and_decode_realtime_request`` of Apple's
   ``app-store-server-library`` (online checks off, as on a request path);
@@ -49,7 +51,7 @@ from werkzeug.test import EnvironBuilder
 
 from flask_retention import Message, Retention
 from flask_retention.extension import get_state
-from flask_retention.selection import SelectorPool
+from flask_retention.selection import Outcome, SelectorPool
 from flask_retention.testing import AppStoreSigner
 
 APP_APPLE_ID = 1234567890
@@ -97,6 +99,18 @@ def endpoint_app(signer: AppStoreSigner) -> tuple[Flask, Retention]:
     return app, retention
 
 
+def run_inline(app: Flask) -> None:
+    """For comparison only: call the selector in the request thread (no time limit)."""
+    endpoint = get_state(app).endpoint
+    assert endpoint is not None
+
+    def inline(fn: Callable[[Any], Any], arg: Any) -> Outcome:
+        with app.app_context():
+            return Outcome("ok", fn(arg))
+
+    endpoint.pool.run = inline  # type: ignore[method-assign]
+
+
 def bare_app() -> Flask:
     app = Flask("benchmark_bare")
 
@@ -128,12 +142,15 @@ def main(argv: list[str] | None = None) -> None:
     app, retention = endpoint_app(signer)
     endpoint = get_state(app).endpoint
     assert endpoint is not None
+    inline_app, inline_retention = endpoint_app(signer)
+    run_inline(inline_app)
     bare = bare_app()
 
     print(f"signing {n} requests...", file=sys.stderr)
     bodies = [signer.realtime_body(app_apple_id=APP_APPLE_ID) for _ in range(n)]
     tokens = [json.loads(b)["signedPayload"] for b in bodies]
     endpoint_environs = [environ_for(b) for b in bodies]
+    inline_environs = [environ_for(b) for b in bodies]
     bare_environs = [environ_for(b) for b in bodies]
     # Tokens for the parts: our verifier, and the endpoint's checks refuse a replay.
     part_tokens = [signer.sign_realtime_request(app_apple_id=APP_APPLE_ID) for _ in range(n)]
@@ -156,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     pool = SelectorPool(app, size=8, timeout=1.0)
     executor = ThreadPoolExecutor(8)
     call_endpoint, call_bare = call_wsgi(app), call_wsgi(bare)
+    call_inline = call_wsgi(inline_app)
 
     def trivial(x: Any) -> Any:
         return x
@@ -167,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     contenders: dict[str, Callable[[int], object]] = {
         ENDPOINT: lambda i: call_endpoint(endpoint_environs[i]),
         BARE: lambda i: call_bare(bare_environs[i]),
+        INLINE: lambda i: call_inline(inline_environs[i]),
         ES256: lambda i: public.verify(der, signing_input, algorithm),
         APPLE: lambda i: apple.verify_and_decode_realtime_request(tokens[i]),
         "part: JWSVerifier.verify (chain cached)": lambda i: ours.verify(part_tokens[i]),
@@ -184,8 +203,9 @@ def main(argv: list[str] | None = None) -> None:
         body = signer.realtime_body(app_apple_id=APP_APPLE_ID)
         call_endpoint(environ_for(body))
         call_bare(environ_for(body))
+        call_inline(environ_for(body))
         for name, run in contenders.items():
-            if name not in (ENDPOINT, BARE):
+            if name not in (ENDPOINT, BARE, INLINE):
                 run(0)
 
     print(f"timing {n} calls of each, in turns of {BLOCK}...", file=sys.stderr)
@@ -202,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     pool.close()
     executor.shutdown()
     retention.close()
+    inline_retention.close()
     report(times, n)
 
 
@@ -209,6 +230,7 @@ BLOCK = 100  # calls of one contender in a row: warm caches, as in steady servin
 
 ENDPOINT = "endpoint (wsgi_app, fresh token)"
 BARE = "bare Flask view, same body"
+INLINE = "endpoint, selector inline (no time limit)"
 ES256 = "one bare ES256 verification"
 APPLE = "Apple verify_and_decode_realtime_request"
 
@@ -238,6 +260,8 @@ def report(times: dict[str, list[float]], n: int) -> None:
     print("ratios of medians:")
     print(f"  endpoint / Apple's verifier          = {e / a:5.3f}  (target <= 0.15)")
     print(f"  (endpoint - bare view) / one ES256   = {(e - b) / es:5.2f}  (target <= 2)")
+    i = stats[INLINE]["median"]
+    print(f"  hand-off in place: endpoint - inline = {e - i:5.1f} us = {(e - i) / es:4.2f} ES256")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ logger = logging.getLogger("flask_retention")
 #: The largest request body accepted (Apple's are a few kilobytes).
 BODY_LIMIT: Final = 64 * 1024
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
 
 class Rejected(Exception):
     """A request the endpoint does not answer: ``status`` with ``{"error": code, ...}``."""
@@ -276,9 +278,7 @@ class RealtimeEndpoint:
 
     def respond(self, decision: Decision, status: int, body: dict[str, Any]) -> Response:
         """The JSON response; completes ``decision`` and sends :data:`retention_decided`."""
-        response = self.app.response_class(
-            json.dumps(body, separators=(",", ":")), status, mimetype="application/json"
-        )
+        response = self.app.response_class(_encode(body), status, content_type="application/json")
         if status == 405:
             response.headers["Allow"] = "POST"
         decision.status = status
