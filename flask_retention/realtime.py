@@ -223,8 +223,9 @@ class RealtimeEndpoint:
             raise Rejected(
                 403,
                 "stale",
-                f"signedDate is {now - signed:.0f} s from now; at most "
-                f"{settings.max_request_age} s is accepted (RETENTION_MAX_REQUEST_AGE).",
+                f"signedDate is {abs(now - signed):.0f} s in the "
+                f"{'past' if signed < now else 'future'}; at most {settings.max_request_age} s "
+                "either way is accepted (RETENTION_MAX_REQUEST_AGE).",
             )
         if not self.replays.first_time(req.request_identifier, signed, now):
             raise Rejected(

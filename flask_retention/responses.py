@@ -144,6 +144,10 @@ def resolve(
     if isinstance(choice, PromotionalOffer):
         mid = _message_id(choice.message, req, lookup, bare=True)
         signature = choice.signature_v2
+        if signature is not None and (not isinstance(signature, str) or not signature):
+            raise Unsendable(
+                "invalid_choice", "PromotionalOffer.signature_v2 must be a compact JWS string"
+            )
         if signature is None:
             if offers is None:
                 raise Unsendable(

@@ -65,7 +65,8 @@ def _http_error(e: HTTPException) -> Response:
 
 
 def _unexpected(e: Exception) -> Response:
-    """A bug before verification: logged, and a JSON 500 without a traceback."""
+    """A bug (the steps after verification never raise): logged, and a JSON 500 without
+    a traceback."""
     if isinstance(e, HTTPException):
         return _http_error(e)
     logger.error("flask-retention: unexpected error in the real-time endpoint.", exc_info=e)

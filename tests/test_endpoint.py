@@ -684,7 +684,9 @@ def test_stale_request_is_refused(
     client: FlaskClient, retention: Retention, signer: AppStoreSigner, offset: timedelta
 ) -> None:
     signed = datetime.now(UTC) + offset
-    assert_error(ask(client, signer, signed_date=signed), 403, "stale")
+    response = ask(client, signer, signed_date=signed)
+    assert_error(response, 403, "stale")
+    assert ("future" if offset > timedelta(0) else "past") in response.get_json()["message"]
 
 
 def test_request_within_the_age_limit_is_answered(
@@ -774,6 +776,19 @@ def test_host_hook_aborting_gives_our_json(
         flask.abort(403)
 
     assert_error(post(client, b"{}"), 403, "forbidden")
+
+
+def test_unexpected_error_around_the_view_is_json_without_traceback(
+    app: Flask, client: FlaskClient, retention: Retention, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.before_request
+    def broken_hook() -> None:
+        raise RuntimeError("host hook bug")
+
+    response = post(client, b"{}")
+    assert_error(response, 500, "internal_error")
+    assert "host hook bug" not in response.get_data(as_text=True)
+    assert "host hook bug" in caplog.text
 
 
 # -- configuration and lifecycle --------------------------------------------------

@@ -95,6 +95,14 @@ def test_promotional_offer_pass_through_signature() -> None:
     assert answer.kind == "promotional_offer"
 
 
+@pytest.mark.parametrize("signature", [b"a.b.c", 42, ""])
+def test_passed_through_signature_must_be_a_string(signature: object) -> None:
+    choice = PromotionalOffer(MID, signature_v2=signature)  # type: ignore[arg-type]
+    with pytest.raises(Unsendable) as e:
+        resolve(choice, realtime_request(), EmptyLookup(), None)
+    assert e.value.reason == "invalid_choice"
+
+
 def test_promotional_offer_is_signed_with_the_in_app_purchase_key(
     offers: OfferSigner, signing_key: ec.EllipticCurvePrivateKey
 ) -> None:
