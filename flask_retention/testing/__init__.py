@@ -1,0 +1,7 @@
+"""Testing kit: a fake App Store that speaks Apple's management API over real HTTP."""
+
+from __future__ import annotations
+
+from .fake_app_store import FakeAppStore, FakeImage, FakeMessage, RecordedRequest, serve
+
+__all__ = ["FakeAppStore", "FakeImage", "FakeMessage", "RecordedRequest", "serve"]
