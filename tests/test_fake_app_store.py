@@ -393,6 +393,7 @@ def test_message_limit_is_forbidden(api: Api) -> None:
         pytest.param({"bullet": {"imageIdentifier": "full"}}, 4000216, id="full-as-bullet"),
         pytest.param({"image": {"imageIdentifier": "unknown"}}, 4000161, id="unknown-image"),
         pytest.param({"header": None}, 4000000, id="missing-header"),
+        pytest.param({"bullet": {"imageIdentifier": None}}, 4000000, id="bullet-without-image"),
         pytest.param({"headerPosition": "BELOW"}, 4000000, id="bad-header-position"),
     ],
 )
@@ -660,6 +661,18 @@ def test_drop_next_closes_the_connection_without_a_response(api: Api, store: Fak
         api("GET", "/image/list")
     assert api("GET", "/image/list").status_code == 200
     assert [r.status for r in store.requests] == [None, 200]
+
+
+def test_drop_after_processing_keeps_the_upload(api: Api, store: FakeAppStore) -> None:
+    store.drop_next(after_processing=True)
+    identifier = str(uuid.uuid4())
+    with pytest.raises(httpx.TransportError):
+        api("PUT", f"/message/{identifier}", json={"header": "H", "body": "B"})
+    assert identifier in store.messages
+    response = api("PUT", f"/message/{identifier}", json={"header": "H", "body": "B"})
+    assert (response.status_code, error_code(response)) == (409, 4090001)
+    assert store.requests[0].status is None
+    assert store.requests[0].endpoint == "upload_message"
 
 
 # ---------------------------------------------------------------- fixtures

@@ -226,10 +226,6 @@ class RecordedRequest:
     error_code: int | None = None
 
 
-class _Drop(Exception):
-    """Internal: answer by closing the connection."""
-
-
 class _ApiError(Exception):
     """Internal: answer with one of Apple's typed errors."""
 
@@ -554,9 +550,15 @@ class FakeAppStore:
             raise ValueError(f"status must be a 4xx or 5xx code, got {status}")
         self._inject("fail", count, status)
 
-    def drop_next(self, count: int = 1) -> None:
-        """Close the connection of the next ``count`` requests without any response."""
-        self._inject("drop", count, None)
+    def drop_next(self, count: int = 1, *, after_processing: bool = False) -> None:
+        """Close the connection of the next ``count`` requests without any response.
+
+        By default the request is dropped unread, as by a failing network;
+        with ``after_processing=True`` the fake acts on it first (an upload is
+        stored) and then drops the response, the case where a client must not
+        trust a retry's ``409`` blindly.
+        """
+        self._inject("drop", count, 1 if after_processing else 0)
 
     def throttle_next(self, count: int = 1, retry_after_ms: int | None = None) -> None:
         """Answer the next ``count`` requests with ``429`` RateLimitExceededError.
@@ -585,40 +587,49 @@ class FakeAppStore:
     # ------------------------------------------------------------------ WSGI
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        """Answer one request as Apple would."""
+        """Answer one request as Apple would (or as the hooks asked)."""
         request = Request(environ)
         started = time.monotonic()
-        claims: dict[str, Any] | None = None
-        endpoint: str | None = None
-        try:
-            with self._lock:
-                injected = self._injected.popleft() if self._injected else None
-            if injected is not None:
-                response = self._injected_response(*injected)
-            else:
-                claims = self._authenticate(request)
-                adapter = self._url_map.bind_to_environ(environ)
-                try:
-                    endpoint, args = adapter.match()
-                except HTTPException as exc:
-                    raise _Untyped(exc.code or 404) from None
-                self._rate_limit(str(endpoint))
-                response = self._handlers[str(endpoint)](request, **args)
-        except _Drop:
+        with self._lock:
+            injected = self._injected.popleft() if self._injected else None
+        if injected is not None and injected[0] == "drop" and not injected[1]:
+            self._record(request, started, None, None, None, None)
+            return self._drop_connection(environ, start_response)
+        if injected is not None and injected[0] != "drop":
+            response, claims, endpoint = self._injected_response(*injected), None, None
+        else:
+            response, claims, endpoint = self._answer(request, environ)
+        if injected is not None and injected[0] == "drop":
             self._record(request, started, None, claims, endpoint, None)
-            self._drop_connection(environ)
-            start_response("500 Internal Server Error", [("Content-Length", "0")])
-            return []
-        except _ApiError as exc:
-            response = _error_response(exc.name, exc.message)
-            response.headers.extend(exc.headers)
-        except _Untyped as exc:
-            response = Response(b"", status=exc.status)
+            return self._drop_connection(environ, start_response)
         error_code = None
         if response.mimetype == "application/json" and response.status_code >= 400:
             error_code = json.loads(response.get_data()).get("errorCode")
         self._record(request, started, response.status_code, claims, endpoint, error_code)
         return response(environ, start_response)
+
+    def _answer(
+        self, request: Request, environ: WSGIEnvironment
+    ) -> tuple[Response, dict[str, Any] | None, str | None]:
+        """The response, the verified claims and the endpoint name of one request."""
+        claims: dict[str, Any] | None = None
+        endpoint: str | None = None
+        try:
+            claims = self._authenticate(request)
+            adapter = self._url_map.bind_to_environ(environ)
+            try:
+                matched, args = adapter.match()
+            except HTTPException as exc:
+                raise _Untyped(exc.code or 404) from None
+            endpoint = str(matched)
+            self._rate_limit(endpoint)
+            response = self._handlers[endpoint](request, **args)
+        except _ApiError as exc:
+            response = _error_response(exc.name, exc.message)
+            response.headers.extend(exc.headers)
+        except _Untyped as exc:
+            response = Response(b"", status=exc.status)
+        return response, claims, endpoint
 
     def _record(
         self,
@@ -644,8 +655,6 @@ class FakeAppStore:
             self._requests.append(entry)
 
     def _injected_response(self, kind: str, value: int | None) -> Response:
-        if kind == "drop":
-            raise _Drop
         if kind == "throttle":
             assert value is not None
             response = _error_response("RateLimitExceededError")
@@ -657,7 +666,8 @@ class FakeAppStore:
         return Response(b"", status=value)
 
     @staticmethod
-    def _drop_connection(environ: WSGIEnvironment) -> None:
+    def _drop_connection(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        """Shut the request's socket down, so the client sees no response at all."""
         sock = environ.get("werkzeug.socket")
         if not isinstance(sock, socket.socket):
             raise RuntimeError(
@@ -668,6 +678,9 @@ class FakeAppStore:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             logger.debug("socket already closed while dropping a connection")
+        # The server's attempt to write this fails on the closed socket and is dropped quietly.
+        start_response("500 Internal Server Error", [("Content-Length", "0")])
+        return []
 
     def _authenticate(self, request: Request) -> dict[str, Any]:
         """The verified claims of the request's JWT; 401 unless it is one Apple would accept."""
@@ -806,7 +819,11 @@ class FakeAppStore:
         if len(ref["altText"]) > ALT_TEXT_MAX:
             raise _ApiError("AltTextTooLongError")
         raw = ref.get("imageIdentifier")
-        key = _normalise_uuid(raw) if isinstance(raw, str) else None
+        if not isinstance(raw, str):
+            raise _ApiError(
+                "GeneralBadRequestError", "Invalid request. imageIdentifier is required."
+            )
+        key = _normalise_uuid(raw)
         image = self._images.get(key) if key else None
         if image is None:
             raise _ApiError("InvalidImageError", f"Invalid request. Image {raw} was not uploaded.")
