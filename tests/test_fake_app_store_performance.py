@@ -1,0 +1,278 @@
+"""The fake's performance test really calls a real-time URL with signed requests."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask, Response, jsonify, request
+
+from flask_retention.testing import FakeAppStore, serve
+from flask_retention.testing.signer import AppStoreSigner
+
+from .support import vector
+from .test_fake_app_store import BASE, BUNDLE, ISSUER, KEY_ID, Api, error_code
+
+FAST = {
+    "maxConcurrentRequests": 3,
+    "totalRequests": 12,
+    "totalDuration": 0,
+    "responseTimeThreshold": 5000,
+    "successRateThreshold": 95,
+}
+
+
+class Target:
+    """A tiny real-time endpoint on loopback whose behaviour a test chooses."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.delay = 0.0
+        self.payloads: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+        self.app = Flask("realtime_target")
+        self.app.add_url_rule("/rt", view_func=self.answer, methods=["POST"])
+
+    def answer(self) -> Response | tuple[str, int]:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.payloads.append(request.get_json()["signedPayload"])
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+            if self.mode == "error":
+                return "boom", 500
+            if self.mode == "text":
+                return "not json", 200
+            if self.mode == "two-choices":
+                return jsonify(message={"messageIdentifier": str(uuid.uuid4())}, promotionalOffer={})
+            return jsonify({})
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+@pytest.fixture
+def target() -> Iterator[tuple[Target, str]]:
+    endpoint = Target()
+    with serve(endpoint.app) as url:
+        yield endpoint, f"{url}/rt"
+
+
+@pytest.fixture
+def signer() -> AppStoreSigner:
+    return AppStoreSigner()
+
+
+@pytest.fixture
+def perf_config() -> dict[str, int]:
+    return dict(FAST)
+
+
+@pytest.fixture
+def store(
+    key: ec.EllipticCurvePrivateKey, signer: AppStoreSigner, perf_config: dict[str, int]
+) -> Iterator[FakeAppStore]:
+    fake = FakeAppStore(
+        public_key=key.public_key(),
+        key_id=KEY_ID,
+        issuer_id=ISSUER,
+        bundle_id=BUNDLE,
+        signer=signer,
+        allow_http_targets=True,
+        app_apple_id=531412,
+        performance_test_config=perf_config,
+    )
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture
+def api(store: FakeAppStore, key: ec.EllipticCurvePrivateKey) -> Iterator[Api]:
+    with serve(store) as url:
+        client = Api(url, key)
+        yield client
+        client.http.close()
+
+
+def run_test(api: Api, url: str) -> tuple[str, dict[str, Any]]:
+    """Point the fake at ``url``, start a performance test and poll it to its end."""
+    assert api("PUT", "/realtime/url", json={"realtimeURL": url}).status_code == 200
+    started = api("POST", "/performanceTest", json={"originalTransactionId": "99371282"})
+    assert started.status_code == 200, started.text
+    request_id: str = started.json()["requestId"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        result: dict[str, Any] = api("GET", f"/performanceTest/result/{request_id}").json()
+        if result["result"] != "PENDING":
+            return request_id, result
+        time.sleep(0.05)
+    raise AssertionError("the performance test did not finish")
+
+
+def test_fast_endpoint_passes(
+    api: Api, store: FakeAppStore, target: tuple[Target, str], signer: AppStoreSigner
+) -> None:
+    endpoint, url = target
+    started = api("POST", "/performanceTest", json={"originalTransactionId": "99371282"})
+    assert (started.status_code, error_code(started)) == (400, 4000211)
+    _, result = run_test(api, url)
+    assert result["config"] == FAST
+    assert result["target"] == url
+    assert (result["result"], result["successRate"], result["numPending"]) == ("PASS", 100, 0)
+    assert result["failures"] == {}
+    times = result["responseTimes"]
+    assert set(times) == {"average", "p50", "p90", "p95", "p99"}
+    assert times["p50"] <= times["p90"] <= times["p95"] <= times["p99"]
+    assert len(endpoint.payloads) == 12
+    assert endpoint.max_in_flight <= 3
+    claims = jwt.decode(endpoint.payloads[0], signer.leaf_public_key, algorithms=["ES256"])
+    assert claims["originalTransactionId"] == "99371282"
+    assert (claims["appAppleId"], claims["environment"]) == (531412, "Sandbox")
+    assert len({jwt.decode(p, options={"verify_signature": False})["requestIdentifier"]
+                for p in endpoint.payloads}) == 12  # fmt: skip
+    assert store.passed_performance_test
+
+
+def test_result_shape_matches_apples_fixture(api: Api, target: tuple[Target, str]) -> None:
+    apple = json.loads(vector("apple-fixtures/performanceTestResultResponse.json").read_text())
+    _, result = run_test(api, target[1])
+    assert set(result) == set(apple)
+    assert set(result["config"]) == set(apple["config"])
+    assert set(result["responseTimes"]) == set(apple["responseTimes"])
+
+
+@pytest.mark.parametrize(
+    "perf_config", [{**FAST, "responseTimeThreshold": 50, "totalRequests": 4}]
+)
+def test_slow_endpoint_fails_with_timeouts(
+    api: Api, store: FakeAppStore, target: tuple[Target, str]
+) -> None:
+    endpoint, url = target
+    endpoint.delay = 0.3
+    _, result = run_test(api, url)
+    assert (result["result"], result["successRate"]) == ("FAIL", 0)
+    assert result["failures"] == {"TIMED_OUT": 4}
+    assert not store.passed_performance_test
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("error", "UNSUCCESSFUL_HTTP_RESPONSE_CODE"),
+        ("text", "INVALID_RESPONSE"),
+        ("two-choices", "INVALID_RESPONSE"),
+    ],
+)
+def test_bad_answers_fail_by_reason(
+    api: Api, target: tuple[Target, str], mode: str, reason: str
+) -> None:
+    endpoint, url = target
+    endpoint.mode = mode
+    _, result = run_test(api, url)
+    assert (result["result"], result["successRate"]) == ("FAIL", 0)
+    assert result["failures"] == {reason: 12}
+
+
+@pytest.mark.parametrize("perf_config", [{**FAST, "totalRequests": 2}])
+def test_closed_port_fails_with_socket_issues(api: Api) -> None:
+    with serve(Flask("gone")) as url:
+        pass
+    _, result = run_test(api, f"{url}/rt")
+    assert result["result"] == "FAIL"
+    assert result["failures"] == {"SOCKET_ISSUE": 2}
+
+
+@pytest.mark.parametrize("perf_config", [{**FAST, "totalRequests": 3, "totalDuration": 60000}])
+def test_only_one_test_runs_at_a_time(
+    api: Api, store: FakeAppStore, target: tuple[Target, str]
+) -> None:
+    api("PUT", "/realtime/url", json={"realtimeURL": target[1]})
+    started = api("POST", "/performanceTest", json={"originalTransactionId": "99371282"})
+    request_id = started.json()["requestId"]
+    again = api("POST", "/performanceTest", json={"originalTransactionId": "99371282"})
+    assert (again.status_code, error_code(again)) == (400, 4000213)
+    result = api("GET", f"/performanceTest/result/{request_id}").json()
+    assert result["result"] == "PENDING"
+    assert result["numPending"] >= 1
+    store.close()
+    result = api("GET", f"/performanceTest/result/{request_id}").json()
+    assert (result["result"], result["numPending"]) == ("FAIL", 0)
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({}, 4000211),
+        ({"originalTransactionId": "not-a-number"}, 4000006),
+        ({"originalTransactionId": 99371282}, 4000006),
+    ],
+)
+def test_invalid_performance_test_request_is_refused(
+    api: Api, target: tuple[Target, str], body: dict[str, Any], code: int
+) -> None:
+    api("PUT", "/realtime/url", json={"realtimeURL": target[1]})
+    response = api("POST", "/performanceTest", json=body)
+    assert (response.status_code, error_code(response)) == (400, code)
+
+
+def test_unknown_and_malformed_request_ids(api: Api) -> None:
+    unknown = api("GET", f"/performanceTest/result/{uuid.uuid4()}")
+    assert (unknown.status_code, error_code(unknown)) == (404, 4040018)
+    malformed = api("GET", "/performanceTest/result/12345")
+    assert (malformed.status_code, error_code(malformed)) == (400, 4000212)
+
+
+def test_performance_test_without_a_signer_says_how_to_fix_it(
+    key: ec.EllipticCurvePrivateKey, target: tuple[Target, str]
+) -> None:
+    fake = FakeAppStore(
+        public_key=key.public_key(),
+        key_id=KEY_ID,
+        issuer_id=ISSUER,
+        bundle_id=BUNDLE,
+        allow_http_targets=True,
+    )
+    with serve(fake) as url:
+        api = Api(url, key)
+        api("PUT", "/realtime/url", json={"realtimeURL": target[1]})
+        response = api("POST", "/performanceTest", json={"originalTransactionId": "1"})
+        api.http.close()
+    assert (response.status_code, error_code(response)) == (400, 4000211)
+    assert "signer=AppStoreSigner" in response.json()["errorMessage"]
+
+
+def test_performance_test_is_sandbox_only(
+    key: ec.EllipticCurvePrivateKey, signer: AppStoreSigner
+) -> None:
+    fake = FakeAppStore(
+        public_key=key.public_key(),
+        key_id=KEY_ID,
+        issuer_id=ISSUER,
+        bundle_id=BUNDLE,
+        environment="Production",
+        signer=signer,
+    )
+    with serve(fake) as url:
+        api = Api(url, key)
+        started = api("POST", "/performanceTest", json={"originalTransactionId": "1"})
+        result = api("GET", f"/performanceTest/result/{uuid.uuid4()}")
+        api.http.close()
+    assert (started.status_code, started.content) == (404, b"")
+    assert result.status_code == 404
+
