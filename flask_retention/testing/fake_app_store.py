@@ -41,6 +41,8 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from ..validation import KNOWN_LOCALES
+
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
 
@@ -80,16 +82,6 @@ DEFAULT_PERFORMANCE_TEST_CONFIG: Final[Mapping[str, int]] = {
     "responseTimeThreshold": 700,
     "successRateThreshold": 95,
 }
-
-KNOWN_LOCALES: Final[frozenset[str]] = frozenset(
-    {
-        "ar-SA", "ca", "cs", "da", "de-DE", "el", "en-AU", "en-CA", "en-GB", "en-US",
-        "es-ES", "es-MX", "fi", "fr-CA", "fr-FR", "he", "hi", "hr", "hu", "id", "it",
-        "ja", "ko", "ms", "nl-NL", "no", "pl", "pt-BR", "pt-PT", "ro", "ru", "sk",
-        "sv", "th", "tr", "uk", "vi", "zh-Hans", "zh-Hant",
-    }
-)  # fmt: skip
-"""App Store Connect locale short codes the fake accepts by default."""
 
 # Apple's error catalogue: name -> (HTTP status, errorCode, errorMessage).
 ERRORS: Final[Mapping[str, tuple[int, int, str]]] = {
@@ -345,7 +337,8 @@ class FakeAppStore:
     ``performance_test_config`` overrides keys of
     :data:`DEFAULT_PERFORMANCE_TEST_CONFIG` (tests use small numbers).
     ``product_ids``, when given, is the set of products the app sells (others
-    get ``InvalidProductIdError``); ``locales`` the accepted locale codes.
+    get ``InvalidProductIdError``); ``locales`` the accepted locale codes
+    (default: the catalogue's :data:`~flask_retention.validation.KNOWN_LOCALES`).
 
     Inspect state through the snapshot properties (:attr:`images`,
     :attr:`messages`, :attr:`defaults`, :attr:`realtime_url`,
