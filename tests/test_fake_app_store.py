@@ -12,7 +12,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from flask_retention.testing import FakeAppStore, serve
+from flask_retention.testing import FakeAppStore, apple_rate_limits, serve
+from flask_retention.testing.fake_app_store import ENDPOINTS
 
 from .fake_store_support import (
     BASE,
@@ -538,13 +539,14 @@ def test_production_url_needs_a_passing_performance_test(api: Api, store: FakeAp
 
 @pytest.mark.parametrize("options", [{"rate_limits": {"get_image_list": 4}}])
 def test_rate_limit_answers_429_with_retry_after_in_milliseconds(api: Api) -> None:
+    before_ms = time.time() * 1000
     statuses = [api("GET", "/image/list") for _ in range(5)]
+    after_ms = time.time() * 1000
     assert [r.status_code for r in statuses[:4]] == [200] * 4
     limited = statuses[4]
     assert (limited.status_code, error_code(limited)) == (429, 4290000)
     retry_at = int(limited.headers["Retry-After"])
-    now_ms = time.time() * 1000
-    assert now_ms - 100 < retry_at <= now_ms + 1000
+    assert before_ms + 990 <= retry_at <= after_ms + 1010
     assert api("GET", "/message/list").status_code == 200
     time.sleep(max(0.0, retry_at / 1000 - time.time()) + 0.01)
     assert api("GET", "/image/list").status_code == 200
@@ -564,7 +566,7 @@ def test_rate_limits_name_real_endpoints(key: ec.EllipticCurvePrivateKey) -> Non
 def test_throttle_next_answers_429_then_recovers(api: Api, store: FakeAppStore) -> None:
     store.throttle_next(2, retry_after_ms=1500)
     for _ in range(2):
-        before = time.time() * 1000
+        before = int(time.time() * 1000)
         response = api("PUT", "/realtime/url", json={"realtimeURL": "https://example.com/rt"})
         assert (response.status_code, error_code(response)) == (429, 4290000)
         assert before + 1500 <= int(response.headers["Retry-After"]) <= time.time() * 1000 + 1500
@@ -629,3 +631,55 @@ def test_serve_shuts_the_server_down_on_exit(store: FakeAppStore) -> None:
         assert httpx.get(f"{url}{BASE}/image/list").status_code == 401
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}{BASE}/image/list")
+
+
+# ---------------------------------------------------------------- construction
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"environment": "sandbox"}, "'Sandbox' or 'Production'"),
+        ({"performance_test_config": {"totalRequest": 5}}, "unknown performance_test_config"),
+        ({"performance_test_config": {"totalRequests": 0}}, "at least 1"),
+        ({"performance_test_config": {"totalDuration": -1}}, "int >= 0"),
+        ({"rate_limits": {"get_image_list": 0}}, "positive"),
+    ],
+)
+def test_bad_options_are_refused_with_a_hint(
+    key: ec.EllipticCurvePrivateKey, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        FakeAppStore(
+            public_key=key.public_key(),
+            key_id=KEY_ID,
+            issuer_id=ISSUER,
+            bundle_id=BUNDLE,
+            **options,
+        )
+
+
+def test_public_key_must_be_p256() -> None:
+    other_curve = ec.generate_private_key(ec.SECP384R1()).public_key()
+    with pytest.raises(ValueError, match="P-256"):
+        FakeAppStore(public_key=other_curve, key_id=KEY_ID, issuer_id=ISSUER, bundle_id=BUNDLE)
+
+
+def test_apple_rate_limits_follow_apples_table() -> None:
+    production = apple_rate_limits()
+    assert set(production) == set(ENDPOINTS)
+    assert production["configure_default_message"] == 10
+    assert production["upload_image"] == 1
+    sandbox = apple_rate_limits("Sandbox", speedup=20)
+    assert sandbox["upload_image"] == pytest.approx(2)
+    assert sandbox["configure_default_message"] == pytest.approx(20)
+
+
+@pytest.mark.parametrize("options", [{"rate_limits": {"upload_message": 0.5}}])
+def test_slow_rate_counts_over_a_longer_window(api: Api) -> None:
+    before_ms = time.time() * 1000
+    api.upload_message()
+    response = api("PUT", f"/message/{uuid.uuid4()}", json={"header": "H", "body": "B"})
+    assert response.status_code == 429
+    after_ms = time.time() * 1000
+    assert before_ms + 1990 <= int(response.headers["Retry-After"]) <= after_ms + 2010

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
-from .fake_app_store import FakeAppStore, FakeImage, FakeMessage, RecordedRequest, serve
+from .fake_app_store import (
+    FakeAppStore,
+    FakeImage,
+    FakeMessage,
+    RecordedRequest,
+    apple_rate_limits,
+    serve,
+)
 
-__all__ = ["FakeAppStore", "FakeImage", "FakeMessage", "RecordedRequest", "serve"]
+__all__ = [
+    "FakeAppStore",
+    "FakeImage",
+    "FakeMessage",
+    "RecordedRequest",
+    "apple_rate_limits",
+    "serve",
+]

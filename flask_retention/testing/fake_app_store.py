@@ -75,6 +75,21 @@ APPLE_PRODUCTION_RATE_LIMITS: Final[Mapping[str, float]] = {
 }
 """Apple's published production rates (requests per second); sandbox gets 10 % of them."""
 
+
+def apple_rate_limits(environment: str = "Production", *, speedup: float = 1.0) -> dict[str, float]:
+    """Apple's per-endpoint rates for ``environment``, as ``FakeAppStore(rate_limits=...)``.
+
+    Sandbox gets 10 % of production. ``speedup`` multiplies every rate, so a
+    test can keep Apple's proportions without Apple's waits.
+    """
+    if environment not in ("Sandbox", "Production"):
+        raise ValueError(f"environment must be 'Sandbox' or 'Production', got {environment!r}")
+    if not speedup > 0:
+        raise ValueError(f"speedup must be a positive number, got {speedup!r}")
+    share = 0.1 if environment == "Sandbox" else 1.0
+    return {name: rate * share * speedup for name, rate in APPLE_PRODUCTION_RATE_LIMITS.items()}
+
+
 DEFAULT_PERFORMANCE_TEST_CONFIG: Final[Mapping[str, int]] = {
     "maxConcurrentRequests": 10,
     "totalRequests": 100,
@@ -1085,7 +1100,10 @@ class _PerformanceTestRun:
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         try:
             with (
-                httpx.Client(timeout=timeout, limits=limits, follow_redirects=True) as client,
+                # Like Apple, ignore the test machine's proxy settings.
+                httpx.Client(
+                    timeout=timeout, limits=limits, follow_redirects=True, trust_env=False
+                ) as client,
                 ThreadPoolExecutor(concurrency, thread_name_prefix="fake-app-store-perf") as pool,
             ):
                 start = time.monotonic()
