@@ -62,12 +62,13 @@ def make_token(key: ec.EllipticCurvePrivateKey, **overrides: Any) -> str:
 class Api:
     """An httpx client that signs each request with a fresh token, as Apple advises."""
 
-    def __init__(self, url: str, key: ec.EllipticCurvePrivateKey) -> None:
+    def __init__(self, url: str, key: ec.EllipticCurvePrivateKey, **token: Any) -> None:
         self.http = httpx.Client(base_url=url + BASE, timeout=5)
         self.key = key
+        self.token = token
 
     def __call__(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {make_token(self.key)}"}
+        headers = {"Authorization": f"Bearer {make_token(self.key, **self.token)}"}
         headers.update(kwargs.pop("headers", {}))
         return self.http.request(method, path, headers=headers, **kwargs)
 

@@ -14,14 +14,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, Response, jsonify, request
 
-from flask_retention.testing import FakeAppStore, serve
+from flask_retention.testing import AppStoreSigner, FakeAppStore, serve
+from flask_retention.verification import JWSVerifier
 
 from .fake_store_support import BUNDLE, ISSUER, KEY_ID, Api, error_code
 from .support import vector
-
-# AppStoreSigner comes from the verification branch; until both are merged this module waits.
-signer_module = pytest.importorskip("flask_retention.testing.signer")
-AppStoreSigner = signer_module.AppStoreSigner
 
 FAST = {
     "maxConcurrentRequests": 3,
@@ -277,3 +274,37 @@ def test_performance_test_is_sandbox_only(
         api.http.close()
     assert (started.status_code, started.content) == (404, b"")
     assert result.status_code == 404
+
+
+def test_fixture_store_runs_a_test_the_app_verifies(
+    fake_app_store: FakeAppStore,
+    fake_app_store_url: str,
+    app_store_key: ec.EllipticCurvePrivateKey,
+    app_store_key_id: str,
+    app_store_issuer_id: str,
+    app_store_bundle_id: str,
+    app_store_signer: AppStoreSigner,
+) -> None:
+    verifier = JWSVerifier([app_store_signer.root_pem])
+    verified: list[dict[str, Any]] = []
+    app = Flask("verifying_target")
+
+    @app.post("/rt")
+    def realtime() -> Response:
+        verified.append(verifier.verify(request.get_json()["signedPayload"]))
+        return jsonify({})
+
+    api = Api(
+        fake_app_store_url,
+        app_store_key,
+        kid=app_store_key_id,
+        iss=app_store_issuer_id,
+        bid=app_store_bundle_id,
+    )
+    with serve(app) as target:
+        _, result = run_test(api, f"{target}/rt")
+    api.http.close()
+    assert (result["result"], result["successRate"]) == ("PASS", 100)
+    assert len(verified) == result["config"]["totalRequests"] == 20
+    assert {payload["environment"] for payload in verified} == {"Sandbox"}
+    assert fake_app_store.passed_performance_test

@@ -1,4 +1,10 @@
-"""Testing kit: a fake App Store that speaks Apple's management API over real HTTP."""
+"""Testing kit for flask-retention and the apps that use it.
+
+:class:`AppStoreSigner` signs App Store-like requests with a test certificate
+chain (and makes each kind of broken token); trust its root with
+``RETENTION_ROOT_CERTIFICATES=[signer.root_pem]``. :class:`FakeAppStore` is a
+fake of Apple's management API, served over real HTTP with :func:`serve`.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,11 @@ from .fake_app_store import (
     apple_rate_limits,
     serve,
 )
+from .signer import BROKEN_VARIANT_REASONS, AppStoreSigner
 
 __all__ = [
+    "BROKEN_VARIANT_REASONS",
+    "AppStoreSigner",
     "FakeAppStore",
     "FakeImage",
     "FakeMessage",

@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .fake_app_store import FakeAppStore, serve
+from .signer import AppStoreSigner
 
 
 @pytest.fixture
@@ -51,14 +52,42 @@ def app_store_environment() -> str:
 
 
 @pytest.fixture
+def app_store_signer() -> AppStoreSigner:
+    """The test App Store's signer; trust ``app_store_signer.root_pem`` in the app under test."""
+    return AppStoreSigner()
+
+
+@pytest.fixture
+def app_store_performance_test_config() -> dict[str, int]:
+    """A short performance test: 20 requests, 4 at a time, no pacing, 2 s threshold.
+
+    The threshold is looser than Apple's ~700 ms so that busy test machines do
+    not fail it; override the fixture to test Apple's numbers.
+    """
+    return {
+        "maxConcurrentRequests": 4,
+        "totalRequests": 20,
+        "totalDuration": 0,
+        "responseTimeThreshold": 2000,
+        "successRateThreshold": 95,
+    }
+
+
+@pytest.fixture
 def fake_app_store(
     app_store_key: ec.EllipticCurvePrivateKey,
     app_store_key_id: str,
     app_store_issuer_id: str,
     app_store_bundle_id: str,
     app_store_environment: str,
+    app_store_signer: AppStoreSigner,
+    app_store_performance_test_config: dict[str, int],
 ) -> Iterator[FakeAppStore]:
-    """A :class:`FakeAppStore` that accepts tokens signed with ``app_store_key``."""
+    """A :class:`FakeAppStore` that accepts tokens signed with ``app_store_key``.
+
+    Its performance test signs with ``app_store_signer`` and may call
+    ``http://127.0.0.1`` URLs.
+    """
     store = FakeAppStore(
         public_key=app_store_key.public_key(),
         key_id=app_store_key_id,
@@ -66,6 +95,8 @@ def fake_app_store(
         bundle_id=app_store_bundle_id,
         environment=app_store_environment,
         allow_http_targets=True,
+        signer=app_store_signer,
+        performance_test_config=app_store_performance_test_config,
     )
     try:
         yield store
