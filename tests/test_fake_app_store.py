@@ -127,6 +127,13 @@ def test_token_without_iat_is_accepted_like_apple(
     assert response.status_code == 200
 
 
+def test_account_without_access_gets_bare_404s(api: Api, store: FakeAppStore) -> None:
+    store.has_access = False
+    response = api("GET", "/realtime/url")
+    assert (response.status_code, response.content) == (404, b"")
+    assert api.http.get("/realtime/url").status_code == 401
+
+
 def test_unknown_path_and_method_get_bare_statuses(api: Api) -> None:
     assert api("GET", "/nothing/here").status_code == 404
     assert api("POST", "/image/list").status_code == 405
@@ -590,6 +597,13 @@ def test_drop_next_closes_the_connection_without_a_response(api: Api, store: Fak
         api("GET", "/image/list")
     assert api("GET", "/image/list").status_code == 200
     assert [r.status for r in store.requests] == [None, 200]
+
+
+def test_dropped_upload_is_not_stored(api: Api, store: FakeAppStore) -> None:
+    store.drop_next()
+    with pytest.raises(httpx.TransportError):
+        api("PUT", f"/image/{uuid.uuid4()}", content=FULL, headers={"Content-Type": "image/png"})
+    assert store.images == {}
 
 
 def test_drop_after_processing_keeps_the_upload(api: Api, store: FakeAppStore) -> None:

@@ -354,6 +354,8 @@ class FakeAppStore:
     ``product_ids``, when given, is the set of products the app sells (others
     get ``InvalidProductIdError``); ``locales`` the accepted locale codes
     (default: the catalogue's :data:`~flask_retention.validation.KNOWN_LOCALES`).
+    ``has_access=False`` answers every authenticated call with Apple's bare
+    ``404`` for an account without access to the API (an attribute too).
 
     Inspect state through the snapshot properties (:attr:`images`,
     :attr:`messages`, :attr:`defaults`, :attr:`realtime_url`,
@@ -383,6 +385,7 @@ class FakeAppStore:
         product_ids: Collection[str] | None = None,
         locales: Collection[str] = KNOWN_LOCALES,
         performance_test_product_id: str | None = None,
+        has_access: bool = True,
     ) -> None:
         if environment not in ("Sandbox", "Production"):
             raise ValueError(f"environment must be 'Sandbox' or 'Production', got {environment!r}")
@@ -427,6 +430,7 @@ class FakeAppStore:
         self.product_ids = None if product_ids is None else frozenset(product_ids)
         self.locales = frozenset(locales)
         self.performance_test_product_id = performance_test_product_id
+        self.has_access = has_access
 
         self._lock = threading.RLock()
         self._images: dict[str, FakeImage] = {}
@@ -624,6 +628,8 @@ class FakeAppStore:
         endpoint: str | None = None
         try:
             claims = self._authenticate(request)
+            if not self.has_access:
+                raise _Untyped(404)
             adapter = self._url_map.bind_to_environ(environ)
             try:
                 matched, args = adapter.match()
