@@ -591,6 +591,31 @@ def test_fail_next_injects_apple_internal_errors(api: Api, store: FakeAppStore) 
     assert api("GET", "/image/list").status_code == 200
 
 
+def test_hooks_can_target_one_endpoint(api: Api, store: FakeAppStore) -> None:
+    store.fail_next(endpoint="upload_message")
+    store.throttle_next(endpoint="get_message_list", retry_after_ms=0)
+    store.drop_next(endpoint="delete_image")
+    assert api("GET", "/image/list").status_code == 200
+    image = api.upload_image()
+    response = api("PUT", f"/message/{uuid.uuid4()}", json={"header": "H", "body": "B"})
+    assert (response.status_code, error_code(response)) == (500, 5000000)
+    assert api("GET", "/message/list").status_code == 429
+    with pytest.raises(httpx.TransportError):
+        api("DELETE", f"/image/{image}")
+    assert api("DELETE", f"/image/{image}").status_code == 200
+    assert [(r.endpoint, r.status) for r in store.requests[2:]] == [
+        ("upload_message", 500),
+        ("get_message_list", 429),
+        ("delete_image", None),
+        ("delete_image", 200),
+    ]
+
+
+def test_hooks_name_real_endpoints(store: FakeAppStore) -> None:
+    with pytest.raises(ValueError, match="unknown endpoint 'Upload Image'"):
+        store.fail_next(endpoint="Upload Image")
+
+
 def test_drop_next_closes_the_connection_without_a_response(api: Api, store: FakeAppStore) -> None:
     store.drop_next()
     with pytest.raises(httpx.TransportError):

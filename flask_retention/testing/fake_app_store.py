@@ -233,6 +233,15 @@ class RecordedRequest:
     error_code: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Injection:
+    """A pending hook: ``kind`` fail/drop/throttle, its status/flag/delay, and endpoint filter."""
+
+    kind: str
+    value: int
+    endpoint: str | None
+
+
 class _ApiError(Exception):
     """Internal: answer with one of Apple's typed errors."""
 
@@ -439,7 +448,7 @@ class FakeAppStore:
         self._realtime_url: str | None = None
         self._requests: list[RecordedRequest] = []
         self._limiters = {name: _SlidingWindow(rate) for name, rate in (rate_limits or {}).items()}
-        self._injected: deque[tuple[str, int | None]] = deque()
+        self._injected: list[_Injection] = []
         self._runs: dict[str, _PerformanceTestRun] = {}
         self._running: _PerformanceTestRun | None = None
         self._closed = False
@@ -556,13 +565,19 @@ class FakeAppStore:
             else:
                 raise KeyError(f"no image or message {identifier!s} was uploaded to this fake")
 
-    def fail_next(self, count: int = 1, status: int = 500) -> None:
-        """Answer the next ``count`` requests with ``status`` (500 carries GeneralInternalError)."""
+    def fail_next(self, count: int = 1, status: int = 500, *, endpoint: str | None = None) -> None:
+        """Answer the next ``count`` requests with ``status`` (500 carries GeneralInternalError).
+
+        Like every hook, it applies to any request, or with ``endpoint`` (a
+        name from :data:`ENDPOINTS`) only to calls of that endpoint.
+        """
         if not 400 <= status <= 599:
             raise ValueError(f"status must be a 4xx or 5xx code, got {status}")
-        self._inject("fail", count, status)
+        self._inject("fail", count, status, endpoint)
 
-    def drop_next(self, count: int = 1, *, after_processing: bool = False) -> None:
+    def drop_next(
+        self, count: int = 1, *, after_processing: bool = False, endpoint: str | None = None
+    ) -> None:
         """Close the connection of the next ``count`` requests without any response.
 
         By default the request is dropped unread, as by a failing network;
@@ -570,9 +585,11 @@ class FakeAppStore:
         stored) and then drops the response, the case where a client must not
         trust a retry's ``409`` blindly.
         """
-        self._inject("drop", count, 1 if after_processing else 0)
+        self._inject("drop", count, 1 if after_processing else 0, endpoint)
 
-    def throttle_next(self, count: int = 1, retry_after_ms: int | None = None) -> None:
+    def throttle_next(
+        self, count: int = 1, retry_after_ms: int | None = None, *, endpoint: str | None = None
+    ) -> None:
         """Answer the next ``count`` requests with ``429`` RateLimitExceededError.
 
         ``Retry-After`` is set to now + ``retry_after_ms`` milliseconds
@@ -580,13 +597,30 @@ class FakeAppStore:
         """
         if retry_after_ms is not None and retry_after_ms < 0:
             raise ValueError("retry_after_ms must be >= 0")
-        self._inject("throttle", count, 1000 if retry_after_ms is None else retry_after_ms)
+        delay = 1000 if retry_after_ms is None else retry_after_ms
+        self._inject("throttle", count, delay, endpoint)
 
-    def _inject(self, kind: str, count: int, value: int | None) -> None:
+    def _inject(self, kind: str, count: int, value: int, endpoint: str | None) -> None:
         if count < 1:
             raise ValueError(f"count must be at least 1, got {count}")
+        if endpoint is not None and endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {endpoint!r}; use one of {', '.join(ENDPOINTS)}")
         with self._lock:
-            self._injected.extend([(kind, value)] * count)
+            self._injected.extend([_Injection(kind, value, endpoint)] * count)
+
+    def _take_injection(self, environ: WSGIEnvironment) -> tuple[_Injection | None, str | None]:
+        """The first pending injection that applies to this request (removed from the queue),
+        and the request's endpoint name."""
+        try:
+            matched, _args = self._url_map.bind_to_environ(environ).match()
+            endpoint: str | None = str(matched)
+        except HTTPException:
+            endpoint = None
+        with self._lock:
+            for index, injection in enumerate(self._injected):
+                if injection.endpoint is None or injection.endpoint == endpoint:
+                    return self._injected.pop(index), endpoint
+        return None, endpoint
 
     def close(self) -> None:
         """Stop a running performance test and wait for its threads."""
@@ -602,16 +636,16 @@ class FakeAppStore:
         """Answer one request as Apple would (or as the hooks asked)."""
         request = Request(environ)
         started = time.monotonic()
-        with self._lock:
-            injected = self._injected.popleft() if self._injected else None
-        if injected is not None and injected[0] == "drop" and not injected[1]:
-            self._record(request, started, None, None, None, None)
+        injected, endpoint = self._take_injection(environ)
+        if injected is not None and injected.kind == "drop" and not injected.value:
+            self._record(request, started, None, None, endpoint, None)
             return self._drop_connection(environ, start_response)
-        if injected is not None and injected[0] != "drop":
-            response, claims, endpoint = self._injected_response(*injected), None, None
+        if injected is not None and injected.kind != "drop":
+            response = self._injected_response(injected.kind, injected.value)
+            claims = None
         else:
             response, claims, endpoint = self._answer(request, environ)
-        if injected is not None and injected[0] == "drop":
+        if injected is not None and injected.kind == "drop":
             self._record(request, started, None, claims, endpoint, None)
             return self._drop_connection(environ, start_response)
         error_code = None
@@ -668,13 +702,11 @@ class FakeAppStore:
         with self._lock:
             self._requests.append(entry)
 
-    def _injected_response(self, kind: str, value: int | None) -> Response:
+    def _injected_response(self, kind: str, value: int) -> Response:
         if kind == "throttle":
-            assert value is not None
             response = _error_response("RateLimitExceededError")
             response.headers["Retry-After"] = str(_now_ms() + value)
             return response
-        assert value is not None
         if value == 500:
             return _error_response("GeneralInternalError")
         return Response(b"", status=value)
@@ -1119,6 +1151,8 @@ class _PerformanceTestRun:
                         pool.shutdown(cancel_futures=True)
                         break
                     pool.submit(self._attempt, client, threshold)
+        except Exception:
+            logger.exception("performance test %s stopped early", self.request_id)
         finally:
             with self._lock:
                 self._done = True
