@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
+import ssl
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from flask import Flask, Response, jsonify, request
+from cryptography.x509.oid import NameOID
+from flask import Flask, Response, jsonify, redirect, request
 
 from flask_retention.testing import AppStoreSigner, FakeAppStore, serve
 from flask_retention.verification import JWSVerifier
@@ -42,7 +50,7 @@ class Target:
         self.app = Flask("realtime_target")
         self.app.add_url_rule("/rt", view_func=self.answer, methods=["POST"])
 
-    def answer(self) -> Response | tuple[str, int]:
+    def answer(self) -> Any:
         with self.lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -54,9 +62,17 @@ class Target:
                 return "boom", 500
             if self.mode == "text":
                 return "not json", 200
+            if self.mode == "list":
+                return jsonify([])
             if self.mode == "two-choices":
                 chosen = {"messageIdentifier": str(uuid.uuid4())}
                 return jsonify(message=chosen, promotionalOffer=chosen)
+            if self.mode == "latin-1":
+                return Response("{}", content_type="application/json; charset=latin-1")
+            if self.mode == "loop":
+                return redirect("/rt", code=307)
+            if self.mode == "drop":
+                request.environ["werkzeug.socket"].shutdown(socket.SHUT_RDWR)
             return jsonify({})
         finally:
             with self.lock:
@@ -175,7 +191,11 @@ def test_slow_endpoint_fails_with_timeouts(
     [
         ("error", "UNSUCCESSFUL_HTTP_RESPONSE_CODE"),
         ("text", "INVALID_RESPONSE"),
+        ("list", "INVALID_RESPONSE"),
         ("two-choices", "INVALID_RESPONSE"),
+        ("latin-1", "UNSUPPORTED_CHARSET"),
+        ("loop", "CIRCULAR_REDIRECT"),
+        ("drop", "NO_RESPONSE"),
     ],
 )
 def test_bad_answers_fail_by_reason(
@@ -186,6 +206,50 @@ def test_bad_answers_fail_by_reason(
     _, result = run_test(api, url)
     assert (result["result"], result["successRate"]) == ("FAIL", 0)
     assert result["failures"] == {reason: 12}
+
+
+def self_signed_context(directory: Path) -> ssl.SSLContext:
+    """A server TLS context with a self-signed certificate for 127.0.0.1 (no client trusts it)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+@pytest.mark.parametrize("perf_config", [{**FAST, "totalRequests": 2}])
+def test_untrusted_certificate_fails_with_tls_issues(api: Api, tmp_path: Path) -> None:
+    endpoint = Target()
+    with serve(endpoint.app, ssl_context=self_signed_context(tmp_path)) as url:
+        assert url.startswith("https://127.0.0.1:")
+        _, result = run_test(api, f"{url}/rt")
+    assert result["result"] == "FAIL"
+    assert result["failures"] == {"TLS_ISSUE": 2}
+    assert endpoint.payloads == []
 
 
 @pytest.mark.parametrize("perf_config", [{**FAST, "totalRequests": 2}])

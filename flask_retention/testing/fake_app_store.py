@@ -1278,13 +1278,27 @@ class _QuietRequestHandler(WSGIRequestHandler):
 
 
 @contextmanager
-def serve(wsgi_app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def serve(
+    wsgi_app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Iterator[str]:
     """Serve ``wsgi_app`` over HTTP in a daemon thread; yields the base URL.
 
     ``port=0`` picks a free port. The server is threaded (one thread per
     request) and is shut down, and its thread joined, when the block exits.
+    With a server-side ``ssl_context`` it speaks HTTPS (the URL says so).
     """
-    server = make_server(host, port, wsgi_app, threaded=True, request_handler=_QuietRequestHandler)
+    server = make_server(
+        host,
+        port,
+        wsgi_app,
+        threaded=True,
+        request_handler=_QuietRequestHandler,
+        ssl_context=ssl_context,
+    )
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
@@ -1292,7 +1306,8 @@ def serve(wsgi_app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str
     thread.start()
     try:
         display = f"[{host}]" if ":" in host else host
-        yield f"http://{display}:{server.port}"
+        scheme = "https" if ssl_context is not None else "http"
+        yield f"{scheme}://{display}:{server.port}"
     finally:
         server.shutdown()
         server.server_close()
