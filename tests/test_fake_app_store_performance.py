@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from flask import Flask, Response, jsonify, redirect, request
 
-from flask_retention.testing import AppStoreSigner, FakeAppStore, serve
+from flask_retention.testing import AppStoreSigner, FakeAppStore, PerformanceTestRun, serve
 from flask_retention.verification import JWSVerifier
 
 from .fake_store_support import BUNDLE, ISSUER, KEY_ID, Api, error_code
@@ -372,3 +372,27 @@ def test_fixture_store_runs_a_test_the_app_verifies(
     assert len(verified) == result["config"]["totalRequests"] == 20
     assert {payload["environment"] for payload in verified} == {"Sandbox"}
     assert fake_app_store.passed_performance_test
+
+
+def test_performance_test_run_works_on_its_own(
+    target: tuple[Target, str], signer: AppStoreSigner
+) -> None:
+    endpoint, url = target
+    finished: list[str] = []
+    run = PerformanceTestRun(
+        target=url,
+        signer=signer,
+        config={"totalRequests": 5, "totalDuration": 0, "responseTimeThreshold": 5000},
+        on_done=lambda done: finished.append(done.request_id),
+    )
+    with pytest.raises(RuntimeError, match="start"):
+        run.wait()
+    run.start()
+    assert run.wait(30)
+    result = run.result()
+    assert (result["result"], result["successRate"]) == ("PASS", 100)
+    assert result["config"]["successRateThreshold"] == 95
+    assert finished == [run.request_id]
+    assert len(endpoint.payloads) == 5
+    with pytest.raises(RuntimeError, match="already started"):
+        run.start()

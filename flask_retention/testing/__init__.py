@@ -3,7 +3,8 @@
 :class:`AppStoreSigner` signs App Store-like requests with a test certificate
 chain (and makes each kind of broken token); trust its root with
 ``RETENTION_ROOT_CERTIFICATES=[signer.root_pem]``. :class:`FakeAppStore` is a
-fake of Apple's management API, served over real HTTP with :func:`serve`.
+fake of Apple's management API, served over real HTTP with :func:`serve`;
+:class:`PerformanceTestRun` is its performance test, usable on its own.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from .fake_app_store import (
     FakeMessage,
     RecordedRequest,
     apple_rate_limits,
-    serve,
 )
+from .performance import PerformanceTestRun
+from .serving import serve
 from .signer import BROKEN_VARIANT_REASONS, AppStoreSigner
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "FakeAppStore",
     "FakeImage",
     "FakeMessage",
+    "PerformanceTestRun",
     "RecordedRequest",
     "apple_rate_limits",
     "serve",

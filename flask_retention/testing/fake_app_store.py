@@ -14,34 +14,32 @@ One instance is one environment of one app: build one per environment.
 
 from __future__ import annotations
 
-import codecs
 import json
 import logging
 import math
 import socket
-import ssl
 import struct
 import threading
 import time
 import uuid
 import zlib
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from ..validation import KNOWN_LOCALES
+from .performance import DEFAULT_PERFORMANCE_TEST_CONFIG as DEFAULT_PERFORMANCE_TEST_CONFIG
+from .performance import PerformanceTestRun, RealtimeRequestSigner
+from .performance import performance_test_config as checked_performance_test_config
+from .serving import serve as serve
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -89,14 +87,6 @@ def apple_rate_limits(environment: str = "Production", *, speedup: float = 1.0) 
     share = 0.1 if environment == "Sandbox" else 1.0
     return {name: rate * share * speedup for name, rate in APPLE_PRODUCTION_RATE_LIMITS.items()}
 
-
-DEFAULT_PERFORMANCE_TEST_CONFIG: Final[Mapping[str, int]] = {
-    "maxConcurrentRequests": 10,
-    "totalRequests": 100,
-    "totalDuration": 60000,
-    "responseTimeThreshold": 700,
-    "successRateThreshold": 95,
-}
 
 # Apple's error catalogue: name -> (HTTP status, errorCode, errorMessage).
 ERRORS: Final[Mapping[str, tuple[int, int, str]]] = {
@@ -174,23 +164,6 @@ REALTIME_URL_MAX: Final = 256
 
 PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 IMAGE_SIZES: Final = ("FULL_SIZE", "BULLET_POINT")
-STATES: Final = ("PENDING", "APPROVED", "REJECTED")
-RESPONSE_KEYS: Final = ("message", "alternateProduct", "promotionalOffer", "advancedCommerceInfo")
-
-
-class RealtimeRequestSigner(Protocol):
-    """What the performance test needs of the testing kit's ``AppStoreSigner``."""
-
-    def sign_realtime_request(
-        self,
-        *,
-        original_transaction_id: str,
-        app_apple_id: int,
-        environment: str,
-        product_id: str,
-    ) -> str:
-        """A signed ``DecodedRealtimeRequestBody`` JWS, as the App Store sends it."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,18 +383,7 @@ class FakeAppStore:
                 f"unknown endpoint names in rate_limits: {sorted(unknown)}; "
                 f"use names from {', '.join(ENDPOINTS)}"
             )
-        config = dict(DEFAULT_PERFORMANCE_TEST_CONFIG)
-        for key, value in (performance_test_config or {}).items():
-            if key not in config:
-                raise ValueError(
-                    f"unknown performance_test_config key {key!r}; "
-                    f"use {', '.join(DEFAULT_PERFORMANCE_TEST_CONFIG)}"
-                )
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"performance_test_config[{key!r}] must be an int >= 0")
-            config[key] = value
-        if config["maxConcurrentRequests"] < 1 or config["totalRequests"] < 1:
-            raise ValueError("maxConcurrentRequests and totalRequests must be at least 1")
+        config = checked_performance_test_config(performance_test_config)
 
         self.public_key = public_key
         self.key_id = key_id
@@ -449,8 +411,8 @@ class FakeAppStore:
         self._requests: list[RecordedRequest] = []
         self._limiters = {name: _SlidingWindow(rate) for name, rate in (rate_limits or {}).items()}
         self._injected: list[_Injection] = []
-        self._runs: dict[str, _PerformanceTestRun] = {}
-        self._running: _PerformanceTestRun | None = None
+        self._runs: dict[str, PerformanceTestRun] = {}
+        self._running: PerformanceTestRun | None = None
         self._closed = False
 
         route = BASE_PATH
@@ -1013,7 +975,7 @@ class FakeAppStore:
             product_id = self.performance_test_product_id or next(
                 (product for product, _locale in self._defaults), f"{self.bundle_id}.monthly"
             )
-            run = _PerformanceTestRun(
+            run = PerformanceTestRun(
                 request_id=str(uuid.uuid4()),
                 config=dict(self.performance_test_config),
                 target=self._realtime_url,
@@ -1028,7 +990,7 @@ class FakeAppStore:
         run.start()
         return _json_response({"config": dict(run.config), "requestId": run.request_id})
 
-    def _performance_test_done(self, run: _PerformanceTestRun) -> None:
+    def _performance_test_done(self, run: PerformanceTestRun) -> None:
         if run.result()["result"] == "PASS":
             with self._lock:
                 self.passed_performance_test = True
@@ -1080,235 +1042,3 @@ def _message_images(body: Mapping[str, Any]) -> set[str]:
             if key is not None:
                 found.add(key)
     return found
-
-
-class _PerformanceTestRun:
-    """One performance test: real signed requests to ``target``, measured like Apple's."""
-
-    def __init__(
-        self,
-        *,
-        request_id: str,
-        config: Mapping[str, int],
-        target: str,
-        signer: RealtimeRequestSigner,
-        original_transaction_id: str,
-        app_apple_id: int,
-        product_id: str,
-        on_done: Callable[[_PerformanceTestRun], None],
-    ) -> None:
-        self.request_id = request_id
-        self.config = dict(config)
-        self.target = target
-        self.signer = signer
-        self.original_transaction_id = original_transaction_id
-        self.app_apple_id = app_apple_id
-        self.product_id = product_id
-        self.on_done = on_done
-        self._lock = threading.Lock()
-        self._outcomes: list[str] = []
-        self._times: list[float] = []
-        self._done = False
-        self._cancel = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def done(self) -> bool:
-        with self._lock:
-            return self._done
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._run, name=f"fake-app-store-perf-{self.request_id[:8]}", daemon=True
-        )
-        self._thread.start()
-
-    def cancel(self) -> None:
-        """Send no more requests and wait for those in flight."""
-        self._cancel.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
-
-    def _run(self) -> None:
-        total = self.config["totalRequests"]
-        concurrency = self.config["maxConcurrentRequests"]
-        threshold = self.config["responseTimeThreshold"] / 1000
-        spacing = self.config["totalDuration"] / 1000 / total
-        timeout = httpx.Timeout(max(threshold, 0.001), pool=None)
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        try:
-            with (
-                # Like Apple, ignore the test machine's proxy settings.
-                httpx.Client(
-                    timeout=timeout, limits=limits, follow_redirects=True, trust_env=False
-                ) as client,
-                ThreadPoolExecutor(concurrency, thread_name_prefix="fake-app-store-perf") as pool,
-            ):
-                start = time.monotonic()
-                for index in range(total):
-                    delay = start + index * spacing - time.monotonic()
-                    if self._cancel.wait(delay if delay > 0 else 0):
-                        pool.shutdown(cancel_futures=True)
-                        break
-                    pool.submit(self._attempt, client, threshold)
-        except Exception:
-            logger.exception("performance test %s stopped early", self.request_id)
-        finally:
-            with self._lock:
-                self._done = True
-            self.on_done(self)
-
-    def _attempt(self, client: httpx.Client, threshold: float) -> None:
-        if self._cancel.is_set():
-            return
-        started = time.monotonic()
-        try:
-            token = self.signer.sign_realtime_request(
-                original_transaction_id=self.original_transaction_id,
-                app_apple_id=self.app_apple_id,
-                environment="Sandbox",
-                product_id=self.product_id,
-            )
-            started = time.monotonic()
-            response = client.post(self.target, json={"signedPayload": token})
-            outcome = _classify_response(response)
-            elapsed = time.monotonic() - started
-            if outcome == "SUCCESS" and elapsed > threshold:
-                outcome = "TIMED_OUT"
-        except httpx.TimeoutException:
-            outcome = "TIMED_OUT"
-        except httpx.TooManyRedirects:
-            outcome = "CIRCULAR_REDIRECT"
-        except httpx.ConnectError as exc:
-            outcome = "TLS_ISSUE" if _caused_by_tls(exc) else "SOCKET_ISSUE"
-        except httpx.RemoteProtocolError as exc:
-            outcome = "NO_RESPONSE" if "without sending" in str(exc) else "PREMATURE_CLOSE"
-        except httpx.NetworkError:
-            outcome = "SOCKET_ISSUE"
-        except httpx.DecodingError:
-            outcome = "INVALID_RESPONSE"
-        except Exception:
-            logger.exception("performance test request %s failed unexpectedly", self.request_id)
-            outcome = "OTHER"
-        elapsed = time.monotonic() - started
-        with self._lock:
-            self._outcomes.append(outcome)
-            self._times.append(elapsed * 1000)
-
-    def result(self) -> dict[str, Any]:
-        """Apple's ``PerformanceTestResultResponse`` for this run, so far."""
-        with self._lock:
-            outcomes = list(self._outcomes)
-            times = sorted(self._times)
-            done = self._done
-        total = self.config["totalRequests"]
-        successes = outcomes.count("SUCCESS")
-        failures: dict[str, int] = {}
-        for outcome in outcomes:
-            if outcome != "SUCCESS":
-                failures[outcome] = failures.get(outcome, 0) + 1
-        if done:
-            rate = successes * 100 // total
-            status = "PASS" if rate >= self.config["successRateThreshold"] else "FAIL"
-        else:
-            rate = successes * 100 // len(outcomes) if outcomes else 0
-            status = "PENDING"
-        return {
-            "config": dict(self.config),
-            "target": self.target,
-            "result": status,
-            "successRate": rate,
-            "numPending": 0 if done else total - len(outcomes),
-            "responseTimes": {
-                "average": round(sum(times) / len(times)) if times else 0,
-                "p50": _percentile(times, 50),
-                "p90": _percentile(times, 90),
-                "p95": _percentile(times, 95),
-                "p99": _percentile(times, 99),
-            },
-            "failures": failures,
-        }
-
-
-def _percentile(ordered: list[float], percent: int) -> int:
-    """Nearest-rank percentile of sorted values, rounded to whole milliseconds."""
-    if not ordered:
-        return 0
-    rank = max(1, math.ceil(percent / 100 * len(ordered)))
-    return round(ordered[rank - 1])
-
-
-def _caused_by_tls(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _classify_response(response: httpx.Response) -> str:
-    """Apple's ``sendAttemptResult`` for an answer that arrived (before the time check)."""
-    if response.status_code != 200:
-        return "UNSUCCESSFUL_HTTP_RESPONSE_CODE"
-    charset = response.charset_encoding
-    if charset is not None:
-        try:
-            if codecs.lookup(charset).name not in ("utf-8", "ascii"):
-                return "UNSUPPORTED_CHARSET"
-        except LookupError:
-            return "UNSUPPORTED_CHARSET"
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        return "INVALID_RESPONSE"
-    if not isinstance(body, dict):
-        return "INVALID_RESPONSE"
-    chosen = [key for key in RESPONSE_KEYS if key in body]
-    if len(chosen) > 1 or any(not isinstance(body[key], dict) for key in chosen):
-        return "INVALID_RESPONSE"
-    return "SUCCESS"
-
-
-class _QuietRequestHandler(WSGIRequestHandler):
-    """Werkzeug's handler with access logs at DEBUG on our logger, not on stderr."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        logger.debug("%s %s -> %s", self.command, self.path.split("?", 1)[0], code)
-
-
-@contextmanager
-def serve(
-    wsgi_app: Any,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    *,
-    ssl_context: ssl.SSLContext | None = None,
-) -> Iterator[str]:
-    """Serve ``wsgi_app`` over HTTP in a daemon thread; yields the base URL.
-
-    ``port=0`` picks a free port. The server is threaded (one thread per
-    request) and is shut down, and its thread joined, when the block exits.
-    With a server-side ``ssl_context`` it speaks HTTPS (the URL says so).
-    """
-    server = make_server(
-        host,
-        port,
-        wsgi_app,
-        threaded=True,
-        request_handler=_QuietRequestHandler,
-        ssl_context=ssl_context,
-    )
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.name = f"serve-{host}:{server.port}"
-    thread.start()
-    try:
-        display = f"[{host}]" if ":" in host else host
-        scheme = "https" if ssl_context is not None else "http"
-        yield f"{scheme}://{display}:{server.port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

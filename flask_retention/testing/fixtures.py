@@ -17,7 +17,8 @@ from collections.abc import Iterator
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .fake_app_store import FakeAppStore, serve
+from .fake_app_store import FakeAppStore
+from .serving import serve
 from .signer import AppStoreSigner
 
 
