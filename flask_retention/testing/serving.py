@@ -7,9 +7,12 @@ import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 
 from werkzeug.serving import WSGIRequestHandler, make_server
+
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIApplication
 
 logger = logging.getLogger("flask_retention.testing")
 
@@ -23,7 +26,7 @@ class _QuietRequestHandler(WSGIRequestHandler):
 
 @contextmanager
 def serve(
-    wsgi_app: Any,
+    wsgi_app: WSGIApplication,
     host: str = "127.0.0.1",
     port: int = 0,
     *,
