@@ -340,6 +340,15 @@ def test_performance_test_is_sandbox_only(
     assert result.status_code == 404
 
 
+def test_realtime_url_can_be_set_directly_for_tests(
+    api: Api, store: FakeAppStore, target: tuple[Target, str]
+) -> None:
+    store.realtime_url = target[1]
+    assert api("GET", "/realtime/url").json() == {"realtimeURL": target[1]}
+    started = api("POST", "/performanceTest", json={"originalTransactionId": "99371282"})
+    assert started.json()["config"] == FAST
+
+
 def test_fixture_store_runs_a_test_the_app_verifies(
     fake_app_store: FakeAppStore,
     fake_app_store_url: str,

@@ -497,9 +497,19 @@ class FakeAppStore:
 
     @property
     def realtime_url(self) -> str | None:
-        """The configured real-time URL, or ``None``."""
+        """The configured real-time URL, or ``None``.
+
+        Setting it is a test hook that skips Apple's URL rules, e.g. to point
+        the performance test at ``http://127.0.0.1`` when the client under
+        test (rightly) insists on ``https://``.
+        """
         with self._lock:
             return self._realtime_url
+
+    @realtime_url.setter
+    def realtime_url(self, url: str | None) -> None:
+        with self._lock:
+            self._realtime_url = url
 
     @property
     def requests(self) -> list[RecordedRequest]:
