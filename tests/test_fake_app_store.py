@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -722,3 +723,16 @@ def test_slow_rate_counts_over_a_longer_window(api: Api) -> None:
     assert response.status_code == 429
     after_ms = time.time() * 1000
     assert before_ms + 1990 <= int(response.headers["Retry-After"]) <= after_ms + 2010
+
+
+def test_tokens_never_reach_logs_or_records(
+    api: Api, store: FakeAppStore, key: ec.EllipticCurvePrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    good, bad = make_token(key), make_token(key, aud="elsewhere")
+    for token in (good, bad):
+        api.http.get("/image/list", headers={"Authorization": f"Bearer {token}"})
+    assert "GET /inApps/v1/messaging/image/list" in caplog.text
+    for token in (good, bad):
+        assert token not in caplog.text
+        assert token.split(".")[2] not in repr(store.requests)
