@@ -1,7 +1,8 @@
 """The documentation: every Python sample runs, the config reference is complete, Sphinx builds.
 
 Samples are the fenced ``python`` blocks of ``docs/**/*.md`` and ``README.md``.
-Each file's blocks run in order, in one namespace, in a temporary directory.
+Each file's blocks run in order, in one namespace, in a temporary directory;
+afterwards every ``Retention`` left in the namespace is closed.
 An HTML comment on the line before a block tells this test what to do with it:
 
 - ``<!-- docs-test: skip REASON -->``: do not run this Python block (a
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from flask_retention import Retention
 from flask_retention.config import DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +136,10 @@ def test_samples_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     finally:
         os.environ.clear()
         os.environ.update(saved_environ)
+        # Stop the selector workers of the apps a page made (pages don't show this chore).
+        for value in namespace.values():
+            if isinstance(value, Retention):
+                value.close()
     assert ran
 
 
