@@ -9,7 +9,10 @@ An HTML comment on the line before a block tells this test what to do with it:
   fragment that cannot run alone); the reason is required;
 - ``<!-- docs-test: file NAME -->``: write this block (any language) to
   ``NAME`` in the temporary directory before running the next blocks, so that
-  a page can show a catalogue file and then load exactly that file.
+  a page can show a catalogue file and then load exactly that file;
+- ``<!-- docs-test: requires MODULE ... -->``: the page's samples use these
+  third-party modules (from the ``docs`` extra); without them the page is
+  skipped, saying which is missing.
 """
 
 from __future__ import annotations
@@ -102,7 +105,9 @@ def test_markers_are_known_and_justified() -> None:
         for block in code_blocks(path):
             if block.action is None:
                 continue
-            assert block.action in ("skip", "file"), f"{block.where}: unknown docs-test action"
+            assert block.action in ("skip", "file", "requires"), (
+                f"{block.where}: unknown docs-test action {block.action!r}"
+            )
             assert block.argument, f"{block.where}: docs-test {block.action} needs an argument"
             if block.action == "skip":
                 assert block.language == "python", f"{block.where}: only Python blocks run"
@@ -118,12 +123,18 @@ def test_every_page_with_code_has_samples_to_run() -> None:
 
 @pytest.mark.parametrize("path", files_with_samples(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_samples_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks = code_blocks(path)
+    for block in blocks:
+        if block.action == "requires":
+            missing = [m for m in block.argument.split() if importlib.util.find_spec(m) is None]
+            if missing:
+                pytest.skip(f'{", ".join(missing)} not installed (pip install -e ".[docs]")')
     monkeypatch.chdir(tmp_path)
     saved_environ = dict(os.environ)
     namespace: dict[str, object] = {"__name__": f"docs_sample_{path.stem}"}
     ran = 0
     try:
-        for block in code_blocks(path):
+        for block in blocks:
             if block.action == "file":
                 target = tmp_path / block.argument
                 target.parent.mkdir(parents=True, exist_ok=True)
