@@ -430,7 +430,8 @@ class RetentionAPIClient:
             except httpx.TransportError as e:
                 sent = not isinstance(e, _NOT_SENT)
                 retryable = call.safe or call.confirm is not None or not sent
-                problem = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                text = str(e).strip().rstrip(".")
+                problem = f"{type(e).__name__}: {text}" if text else type(e).__name__
                 if retryable and attempt < self.max_retries:
                     delay = self._backoff(attempt)
                     attempt += 1
