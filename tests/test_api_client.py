@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from typing import Any
@@ -21,6 +22,7 @@ from flask_retention.api import (
     SandboxOnlyError,
     client_from_app,
 )
+from flask_retention.ratelimit import default_limit
 
 from .support import vector
 
@@ -164,8 +166,11 @@ def test_budget_overrides_and_window_apply_per_endpoint() -> None:
     with make_client(pacing=0.01, budgets={"upload_image": 3}, budget_window=2.0) as client:
         upload = client.limit("upload_image")
         assert (upload.budget, upload.window) == (3, 2.0)
-        assert upload.interval == pytest.approx(0.1)
-        assert client.limit("get_image_list").budget == 360
+        apple = default_limit("upload_image", "Sandbox")
+        assert upload.interval == pytest.approx(apple.interval * 0.01)
+        assert client.limit("get_image_list") == dataclasses.replace(
+            default_limit("get_image_list", "Sandbox", pacing=0.01), window=2.0
+        )
 
 
 @pytest.mark.parametrize(
@@ -240,7 +245,8 @@ def test_client_from_app_uses_the_config(app: Flask) -> None:
         assert client.environment == "Sandbox"
         assert client.base_url == SANDBOX_URL
         assert (client.max_retries, client.retry_after_cap, client.budget_wait) == (1, 2, 7)
-        assert client.limit("upload_image").interval == pytest.approx(5.0)
+        apple = default_limit("upload_image", "Sandbox")
+        assert client.limit("upload_image").interval == pytest.approx(apple.interval * 0.5)
         token = client.make_token()
     jwt.decode(
         token, signing_key().public_key(), algorithms=["ES256"], audience="appstoreconnect-v1"

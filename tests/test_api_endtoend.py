@@ -48,6 +48,7 @@ from flask_retention.api import (
     reset_rate_limits,
 )
 from flask_retention.png import encode_png
+from flask_retention.ratelimit import default_limit
 from flask_retention.testing import AppStoreSigner, FakeAppStore, RecordedRequest, serve
 
 if TYPE_CHECKING:
@@ -791,8 +792,8 @@ def test_first_upload_meeting_409_raises_without_asking_the_list(
 def test_a_burst_of_uploads_is_paced_at_the_configured_rate(
     make_api: Callable[..., RetentionAPIClient], fake_app_store: FakeAppStore
 ) -> None:
-    # Sandbox Upload Image: Apple's 0.1/s (10 s apart) scaled to 0.05 s apart.
-    api = make_api(pacing=0.005)
+    # Apple's Sandbox Upload Image interval, scaled down to 0.05 s.
+    api = make_api(pacing=0.05 / default_limit("upload_image", "Sandbox").interval)
     interval = api.limit("upload_image").interval
     assert interval == pytest.approx(0.05)
     before = time.monotonic()

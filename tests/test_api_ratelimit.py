@@ -6,7 +6,9 @@ import math
 import threading
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from flask_retention.api import RetentionAPIClient
 from flask_retention.ratelimit import (
     PRODUCTION_RATES,
     BudgetSpent,
@@ -37,7 +39,17 @@ def limiter(clock: FakeClock) -> RateLimiter:
 
 
 def test_apples_default_limits_from_the_spec_table() -> None:
-    """The one test of the real values: 1/s (10/s for defaults), sandbox 10 %, over an hour."""
+    """The one test of the real values: 1/s (10/s for defaults), sandbox 10 %, over an hour.
+
+    Checked on the arithmetic and on what a client built without knobs keeps.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    clients = {
+        env: RetentionAPIClient(
+            issuer_id="i", key_id="k", private_key=key, bundle_id="b", environment=env
+        )
+        for env in ("Sandbox", "Production")
+    }
     assert set(PRODUCTION_RATES) == {
         "upload_image",
         "delete_image",
@@ -63,12 +75,18 @@ def test_apples_default_limits_from_the_spec_table() -> None:
         else:
             assert production == EndpointLimit(interval=1.0, budget=3600, window=3600)
             assert sandbox == EndpointLimit(interval=10.0, budget=360, window=3600)
+        assert clients["Production"].limit(endpoint) == production
+        assert clients["Sandbox"].limit(endpoint) == sandbox
+    for client in clients.values():
+        assert (client.budget_wait, client.max_retries, client.retry_after_cap) == (0, 3, 60)
+        client.close()
 
 
 def test_pacing_scale_multiplies_the_interval_only() -> None:
+    apple = default_limit("upload_image", "Sandbox")
     limit = default_limit("upload_image", "Sandbox", pacing=0.005)
-    assert limit.interval == pytest.approx(0.05)
-    assert limit.budget == 360
+    assert limit.interval == pytest.approx(apple.interval * 0.005)
+    assert limit.budget == apple.budget
 
 
 def test_a_burst_is_spread_one_interval_apart(limiter: RateLimiter, clock: FakeClock) -> None:
