@@ -409,6 +409,8 @@ class RetentionAPIClient:
 
     def _send(self, call: _Call) -> httpx.Response:
         name = ENDPOINT_NAMES[call.endpoint]
+        if self._http.is_closed:
+            raise RuntimeError(f"{self!r} is closed; build a new client to call {name}.")
         url = self.base_url + call.path
         attempt = 0
         maybe_applied = False
@@ -813,6 +815,7 @@ def client_from_app(app: Flask | None = None, environment: str | None = None) ->
         environment=env,
         base_url=base_url,
         timeout=settings.api_timeout,
+        connect_timeout=min(10.0, settings.api_timeout),
         pacing=settings.api_pacing,
         budget_wait=settings.api_budget_wait,
         max_retries=settings.api_max_retries,

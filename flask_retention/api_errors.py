@@ -219,11 +219,22 @@ class APIError(RetentionError):
             line += f" - {self.hint}"
         return line
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(status={self.status!r}, error_code={self.error_code!r}, "
             f"error_name={self.error_name!r}, endpoint={self.endpoint!r})"
         )
+
+
+def _rebuild(cls: type[APIError], line: str, state: dict[str, Any]) -> APIError:
+    """Unpickle an :class:`APIError` (its ``__init__`` takes keywords, which pickle cannot)."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, line)
+    error.__dict__.update(state)
+    return error
 
 
 class BadRequestError(APIError):

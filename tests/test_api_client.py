@@ -131,6 +131,14 @@ def test_repr_shows_no_secret() -> None:
     assert token not in text
 
 
+def test_closed_client_says_so() -> None:
+    client = make_client(base_url="http://127.0.0.1:9")
+    with client:
+        pass
+    with pytest.raises(RuntimeError, match="is closed; build a new client to call Get Image List"):
+        client.get_image_list()
+
+
 def test_hosts_follow_the_environment_and_base_url_overrides() -> None:
     assert SANDBOX_URL == "https://api.storekit-sandbox.apple.com"
     assert PRODUCTION_URL == "https://api.storekit.apple.com"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import UTC, datetime
 
 import pytest
@@ -16,6 +17,7 @@ from flask_retention.api import (
     ConflictError,
     ForbiddenError,
     NotFoundError,
+    RateBudgetExhausted,
     RateLimitedError,
     ServerError,
     UnexpectedResponseError,
@@ -211,3 +213,16 @@ def test_repr_is_short_and_structured() -> None:
         "ConflictError(status=409, error_code=4090000, error_name='ImageAlreadyExistsError', "
         "endpoint='Upload Image')"
     )
+
+
+def test_errors_survive_pickling() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    for error in (
+        error_from_response(403, body(4030017), endpoint="Configure Default Message"),
+        error_from_response(429, body(4290000), retry_at=at),
+        RateBudgetExhausted("budget spent", retry_at=at, endpoint="Upload Image"),
+    ):
+        copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+        assert type(copy) is type(error)
+        assert str(copy) == str(error)
+        assert copy.__dict__ == error.__dict__
