@@ -338,3 +338,11 @@ def test_key_text_in_config_works_too(app: Flask) -> None:
     init(app, **config, RETENTION_PRIVATE_KEY=KEY_PATH.read_text())
     with client_from_app(app) as client:
         assert client.make_token()
+
+
+def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
+    with make_client(backoff_base=1.0, backoff_cap=4.0) as client:
+        for attempt, ceiling in enumerate([1.0, 2.0, 4.0, 4.0, 4.0]):
+            delays = [client._backoff(attempt) for _ in range(50)]
+            assert all(ceiling / 2 <= d <= ceiling for d in delays)
+            assert len(set(delays)) > 1  # jittered

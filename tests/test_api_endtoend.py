@@ -7,6 +7,7 @@ requests the fake recorded.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -43,6 +44,7 @@ from flask_retention.api import (
     RealtimeUrlRequest,
     RetentionAPIClient,
     ServerError,
+    UnexpectedResponseError,
     UploadMessageImage,
     UploadMessageRequestBody,
     reset_rate_limits,
@@ -1001,4 +1003,89 @@ def test_error_carries_no_request_details_beyond_the_endpoint(
     assert caught.value.endpoint == "Delete Realtime URL"
     assert str(caught.value).startswith(
         "Delete Realtime URL failed: HTTP 500 GeneralInternalError (5000000)"
+    )
+
+
+# -- answers the fake does not give --------------------------------------------
+
+
+@pytest.fixture
+def odd_server(identity: Identity, stack: ExitStack) -> tuple[dict[str, Any], RetentionAPIClient]:
+    """A server whose answer each test chooses: (status, body, content type)."""
+    answer: dict[str, Any] = {"status": 200, "body": "{}", "type": "application/json"}
+    server = Flask("odd_server")
+
+    @server.route("/inApps/v1/messaging/<path:rest>", methods=["GET", "PUT", "DELETE", "POST"])
+    def anything(rest: str) -> Any:
+        return server.response_class(
+            answer["body"], status=answer["status"], content_type=answer["type"]
+        )
+
+    url = stack.enter_context(serve(server))
+    return answer, stack.enter_context(identity.client(url, max_retries=0))
+
+
+def test_error_body_is_parsed_whatever_its_content_type(
+    odd_server: tuple[dict[str, Any], RetentionAPIClient],
+) -> None:
+    answer, api = odd_server
+    answer.update(
+        status=403, body='{"errorCode": 4030019, "errorMessage": "In use."}', type="text/plain"
+    )
+    with pytest.raises(ForbiddenError) as caught:
+        api.delete_image(uuid.uuid4())
+    assert (caught.value.error_code, caught.value.error_name) == (4030019, "ImageInUseError")
+    assert caught.value.apple_message == "In use."
+
+
+def test_html_error_page_is_tolerated(
+    odd_server: tuple[dict[str, Any], RetentionAPIClient],
+) -> None:
+    answer, api = odd_server
+    answer.update(status=502, body="<html><body>Bad Gateway</body></html>", type="text/html")
+    with pytest.raises(ServerError) as caught:
+        api.get_image_list()
+    assert (caught.value.status, caught.value.error_code) == (502, None)
+    assert "Bad Gateway" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        ("not json", "the body is not JSON"),
+        (
+            '{"imageIdentifiers": [{"imageIdentifier": "x", "imageState": "APPROVED"}]}',
+            "not a UUID",
+        ),
+        ('{"imageIdentifiers": "none"}', "not a list"),
+    ],
+)
+def test_malformed_success_body_is_an_unexpected_response(
+    odd_server: tuple[dict[str, Any], RetentionAPIClient], body: str, complaint: str
+) -> None:
+    answer, api = odd_server
+    answer.update(body=body)
+    with pytest.raises(UnexpectedResponseError, match=complaint) as caught:
+        api.get_image_list()
+    assert caught.value.status == 200
+    assert str(caught.value).startswith("Get Image List failed: HTTP 200")
+
+
+def test_new_fields_and_states_from_apple_are_accepted(
+    odd_server: tuple[dict[str, Any], RetentionAPIClient],
+) -> None:
+    answer, api = odd_server
+    image = uuid.uuid4()
+    item = {
+        "imageIdentifier": str(image),
+        "imageState": "IN_REVIEW",
+        "imageSize": "FULL_SIZE",
+        "uploadedAt": 1767225600000,
+    }
+    answer.update(body=json.dumps({"imageIdentifiers": [item], "hasMore": False}))
+    (parsed,) = api.get_image_list().image_identifiers
+    assert (parsed.image_identifier, parsed.image_state, parsed.image_size) == (
+        image,
+        "IN_REVIEW",
+        ImageSize.FULL_SIZE,
     )
