@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -12,9 +13,11 @@ from flask import Flask, current_app
 
 from .config import DEFAULTS, Settings, read_settings
 from .lookup import CatalogueLookup, EmptyLookup
+from .views import register_endpoint
 
 if TYPE_CHECKING:
     from .choices import Choice, RealtimeRequest
+    from .realtime import RealtimeEndpoint
 
     Selector = Callable[[RealtimeRequest], Choice | None]
 
@@ -32,6 +35,12 @@ class RetentionState:
     retention: Retention
     settings: Settings
     lookup: CatalogueLookup = field(default_factory=EmptyLookup)
+    endpoint: RealtimeEndpoint | None = None
+
+    def close(self) -> None:
+        """Stop this app's background threads (they start again when needed)."""
+        if self.endpoint is not None:
+            self.endpoint.close()
 
 
 def get_state(app: Flask | None = None) -> RetentionState:
@@ -83,6 +92,7 @@ class Retention:
         self.engine = engine
         self._catch_all: Selector | None = None
         self._scoped: dict[str, Selector] = {}
+        self._states: list[weakref.ref[RetentionState]] = []
         if app is not None:
             self.init_app(app)
 
@@ -95,10 +105,23 @@ class Retention:
         settings = read_settings(app.config)
         state = RetentionState(retention=self, settings=settings)
         app.extensions[EXTENSION_KEY] = state
+        self._states.append(weakref.ref(state))
+        register_endpoint(app, state)
         if settings.cli_group is not None:
             from .cli import retention_cli
 
             app.cli.add_command(retention_cli, name=settings.cli_group)
+
+    def close(self, app: Flask | None = None) -> None:
+        """Stop the background threads (selector workers, ...) of ``app``, or of every app
+        this extension was initialised on. Safe to repeat; they restart when needed."""
+        if app is not None:
+            get_state(app).close()
+            return
+        for ref in self._states:
+            state = ref()
+            if state is not None:
+                state.close()
 
     # -- selectors ---------------------------------------------------------
 
