@@ -11,9 +11,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from flask import Flask, current_app
 
 from .config import DEFAULTS, Settings, read_settings
+from .db import Database
 from .lookup import CatalogueLookup, EmptyLookup
+from .snapshot import CatalogueSnapshot
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from .catalogue import Catalogue
     from .choices import Choice, RealtimeRequest
 
     Selector = Callable[[RealtimeRequest], Choice | None]
@@ -32,6 +37,19 @@ class RetentionState:
     retention: Retention
     settings: Settings
     lookup: CatalogueLookup = field(default_factory=EmptyLookup)
+    database: Database = field(init=False, repr=False)
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The catalogue's database engine (resolved on first use)."""
+        return self.database.engine
+
+    def close(self) -> None:
+        """Stop this app's background threads and close connections we opened."""
+        close = getattr(self.lookup, "close", None)
+        if close is not None:
+            close()
+        self.database.dispose()
 
 
 def get_state(app: Flask | None = None) -> RetentionState:
@@ -94,11 +112,26 @@ class Retention:
             app.config.setdefault(key, value)
         settings = read_settings(app.config)
         state = RetentionState(retention=self, settings=settings)
+        state.database = Database(app, db=self.db, engine=self.engine, uri=settings.database_uri)
+        state.lookup = CatalogueSnapshot(
+            lambda: state.database.engine, interval=settings.catalogue_refresh
+        )
         app.extensions[EXTENSION_KEY] = state
         if settings.cli_group is not None:
             from .cli import retention_cli
 
             app.cli.add_command(retention_cli, name=settings.cli_group)
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The message catalogue of the current app (see :class:`~.catalogue.Catalogue`)."""
+        from .catalogue import Catalogue
+
+        return Catalogue(get_state().engine)
+
+    def close(self, app: Flask | None = None) -> None:
+        """Stop the background threads of ``app`` (default: the current app)."""
+        get_state(app).close()
 
     # -- selectors ---------------------------------------------------------
 

@@ -8,7 +8,7 @@ alter tables on SQLite.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from alembic import context
@@ -17,7 +17,7 @@ from flask_retention.migrations import include_retention_tables
 from flask_retention.models import VERSION_TABLE, UTCDateTime, metadata
 
 
-def render_item(type_: str, obj: object, autogen_context: Any) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
     """Render our own column types as plain SQLAlchemy types in new revisions."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
@@ -29,7 +29,7 @@ def run_migrations(connection: sa.Connection) -> None:
         connection=connection,
         target_metadata=metadata,
         version_table=VERSION_TABLE,
-        include_name=include_retention_tables,
+        include_name=include_retention_tables,  # type: ignore[arg-type]
         render_as_batch=True,
         render_item=render_item,
         compare_type=True,
