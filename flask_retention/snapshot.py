@@ -78,18 +78,18 @@ def load_view(connection: sa.Connection) -> CatalogueView:
     """
     version = read_version(connection)
     image_uuids: dict[int, uuid.UUID] = dict(
-        connection.execute(sa.select(Image.id, Image.uuid)).tuples().all()
+        connection.execute(sa.select(Image.id, Image.uuid)).all()
     )
     states: dict[tuple[str, uuid.UUID, str], str | None] = {
         (kind, key, env): state
         for kind, key, env, state in connection.execute(
             sa.select(AppleState.kind, AppleState.uuid, AppleState.environment, AppleState.state)
-        ).tuples()
+        )
     }
     bullets: dict[int, list[int]] = defaultdict(list)
     for bulleted, bullet_image in connection.execute(
         sa.select(BulletPoint.message_id, BulletPoint.image_id)
-    ).tuples():
+    ):
         bullets[bulleted].append(bullet_image)
     rows = connection.execute(
         sa.select(
@@ -100,7 +100,7 @@ def load_view(connection: sa.Connection) -> CatalogueView:
             Message.image_id,
             Message.retired_at.is_(None),
         ).order_by(Message.name, Message.version.desc())
-    ).tuples()
+    )
     lineages: dict[str, list[tuple[int, uuid.UUID, int | None]]] = defaultdict(list)
     live: set[str] = set()
     for message_id, name, _, key, image_id, current in rows:
@@ -144,7 +144,7 @@ def load_view(connection: sa.Connection) -> CatalogueView:
     defaults: dict[tuple[str, str, str], MessageFacts] = {}
     for product_id, locale, message_name in connection.execute(
         sa.select(Default.product_id, Default.locale, Default.message_name)
-    ).tuples():
+    ):
         for environment in ENVIRONMENTS:
             resolved = names.get((environment, message_name))
             if resolved is not None:
