@@ -29,14 +29,17 @@ def _one_line(text: str) -> str:
 
 
 @contextmanager
-def _expected_failures() -> Iterator[None]:
+def _expected_failures(file: Path | None = None) -> Iterator[None]:
     """Turn the failures a user can fix into a one-line message and exit status 1."""
     from .validation import CatalogueError
 
     try:
         yield
     except CatalogueError as e:
-        raise click.ClickException(_one_line("; ".join(e.errors) if e.errors else str(e))) from None
+        message = _one_line("; ".join(e.errors) if e.errors else str(e))
+        if file is not None and str(file) not in message and file.name not in message:
+            message = f"{file}: {message}"
+        raise click.ClickException(message) from None
     except (sa.exc.OperationalError, sa.exc.ProgrammingError) as e:
         reason = _one_line(str(e.orig) if e.orig is not None else str(e))
         raise click.ClickException(
@@ -66,7 +69,7 @@ def import_command(file: Path, prune: bool) -> None:
     """Load a catalogue file (TOML or JSON) into the database; safe to repeat."""
     from .extension import get_state
 
-    with _expected_failures():
+    with _expected_failures(file):
         result = get_state().retention.catalogue.import_file(file, prune=prune)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
@@ -79,6 +82,6 @@ def export_command(file: Path) -> None:
     """Write the current catalogue as a catalogue file (TOML or JSON, by extension)."""
     from .extension import get_state
 
-    with _expected_failures():
+    with _expected_failures(file):
         get_state().retention.catalogue.export_file(file)
     click.echo(f"Exported the catalogue to {file}.")
