@@ -251,6 +251,12 @@ class _Writer:
         }
         self.replaced_images: dict[int, Image] = {}
         self.log: dict[str, list[str]] = {}
+        self.latest: dict[tuple[str, str], int] = {}
+        self.defaults: dict[tuple[str, str], Default] | None = None
+        for model in (Image, Message):
+            query = sa.select(model.name, sa.func.max(model.version)).group_by(model.name)
+            for name, version in session.execute(query):
+                self.latest[(model.__tablename__, name)] = version
 
     def note(self, what: str, name: str) -> None:
         self.log.setdefault(what, []).append(name)
@@ -259,10 +265,9 @@ class _Writer:
         return {name: row.size for name, row in self.images.items()}  # type: ignore[misc]
 
     def _next_version(self, model: type[Image] | type[Message], name: str) -> int:
-        latest = self.session.scalar(
-            sa.select(sa.func.max(model.version)).where(model.name == name)
-        )
-        return (latest or 0) + 1
+        key = (model.__tablename__, name)
+        version = self.latest[key] = self.latest.get(key, 0) + 1
+        return version
 
     def put_image(self, entry: ImageEntry) -> Image:
         current = self.images.get(entry.name)
@@ -300,6 +305,24 @@ class _Writer:
     def put_message(self, entry: MessageEntry) -> Message:
         where = f"message {entry.name!r}"
         image = None if entry.image is None else self._image(entry.image, f"{where}.image")
+        bullet_images = [
+            self._image(b.image, f"{where}.bullet_points[{i}].image")
+            for i, b in enumerate(entry.bullet_points)
+        ]
+        current = self.messages.get(entry.name)
+        key = (
+            entry.header,
+            entry.body,
+            None if image is None else image.id,
+            entry.image_alt_text,
+            entry.header_position,
+            tuple(
+                (b.text, bullet_image.id, b.alt_text)
+                for b, bullet_image in zip(entry.bullet_points, bullet_images, strict=True)
+            ),
+        )
+        if current is not None and _message_key(current) == key:
+            return current
         row = Message(
             name=entry.name,
             version=0,
@@ -315,10 +338,13 @@ class _Writer:
                 BulletPoint(
                     position=i,
                     text=b.text,
-                    image_id=self._image(b.image, f"{where}.bullet_points[{i}].image").id,
+                    image_id=bullet_image.id,
+                    image=bullet_image,
                     alt_text=b.alt_text,
                 )
-                for i, b in enumerate(entry.bullet_points)
+                for i, (b, bullet_image) in enumerate(
+                    zip(entry.bullet_points, bullet_images, strict=True)
+                )
             ],
         )
         return self._store_message(row)
@@ -334,7 +360,6 @@ class _Writer:
         else:
             current.retired_at = self.now
             self.note("messages_changed", row.name)
-        self.session.flush()
         self.messages[row.name] = row
         return row
 
@@ -369,11 +394,8 @@ class _Writer:
                     BulletPoint(
                         position=b.position,
                         text=b.text,
-                        image_id=(
-                            self.replaced_images[b.image_id].id
-                            if b.image_id in self.replaced_images
-                            else b.image_id
-                        ),
+                        image_id=self.replaced_images.get(b.image_id, b.image).id,
+                        image=self.replaced_images.get(b.image_id, b.image),
                         alt_text=b.alt_text,
                     )
                     for b in current.bullet_points
@@ -408,26 +430,33 @@ class _Writer:
                 f"default {entry.product_id}/{entry.locale}.message: no message named "
                 f"{entry.message!r} in the catalogue"
             )
-        row = self.session.scalar(
-            sa.select(Default).where(
-                Default.product_id == entry.product_id, Default.locale == entry.locale
-            )
-        )
+        if self.defaults is None:
+            self.defaults = {
+                (d.product_id, d.locale): d for d in self.session.scalars(sa.select(Default))
+            }
+        row = self.defaults.get((entry.product_id, entry.locale))
         if row is None:
-            self.session.add(
-                Default(
-                    product_id=entry.product_id,
-                    locale=entry.locale,
-                    message_name=entry.message,
-                    updated_at=self.now,
-                )
+            row = Default(
+                product_id=entry.product_id,
+                locale=entry.locale,
+                message_name=entry.message,
+                updated_at=self.now,
             )
+            self.session.add(row)
+            self.defaults[(entry.product_id, entry.locale)] = row
         elif row.message_name != entry.message:
             row.message_name = entry.message
             row.updated_at = self.now
         else:
             return
         self.note("defaults_set", f"{entry.product_id}/{entry.locale}")
+
+    def remove_defaults_except(self, keep: set[tuple[str, str]]) -> None:
+        for row in self.session.scalars(sa.select(Default).order_by(Default.id)):
+            if (row.product_id, row.locale) not in keep:
+                self.session.delete(row)
+                self.note("defaults_removed", f"{row.product_id}/{row.locale}")
+        self.defaults = None
 
     def defaults_using(self, names: Iterable[str]) -> list[str]:
         names = list(names)
@@ -808,11 +837,7 @@ class Catalogue:
             if prune:
                 for name in sorted(set(w.images) - {i.name for i in doc.images}):
                     w.retire_image(name)
-                keep = {(d.product_id, d.locale) for d in doc.defaults}
-                for row in w.session.scalars(sa.select(Default)):
-                    if (row.product_id, row.locale) not in keep:
-                        w.session.delete(row)
-                        w.note("defaults_removed", f"{row.product_id}/{row.locale}")
+                w.remove_defaults_except({(d.product_id, d.locale) for d in doc.defaults})
             for default in doc.defaults:
                 w.set_default(default)
             return w.result(doc.warnings)
