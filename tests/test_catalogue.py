@@ -529,3 +529,17 @@ def test_realtime_url_per_environment(catalogue: Catalogue) -> None:
     assert catalogue.realtime_url("Production") is None
     catalogue.record_realtime_url("Sandbox", None)
     assert catalogue.realtime_url("Sandbox") is None
+
+
+def test_concurrent_writers_are_serialised(catalogue: Catalogue) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    version = catalogue.version
+    bodies = [f"Body number {i}" for i in range(6)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(lambda body: catalogue.add_message("shared", "Header", body), bodies))
+    versions = [m for m in catalogue.message_versions() if m.name == "shared"]
+    assert [m.version for m in versions] == [1, 2, 3, 4, 5, 6]
+    assert sum(not m.retired for m in versions) == 1
+    assert len({m.uuid for m in versions}) == 6
+    assert catalogue.version == version + 6
