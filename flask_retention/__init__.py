@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from .choices import Message, PromotionalOffer, RealtimeRequest, SwitchPlan
+from .decisions import Decision, retention_decided
 from .errors import ConfigurationError, RetentionError, VerificationError
 from .extension import Retention
 
 __all__ = [
     "ConfigurationError",
+    "Decision",
     "Message",
     "PromotionalOffer",
     "RealtimeRequest",
@@ -15,4 +17,5 @@ __all__ = [
     "RetentionError",
     "SwitchPlan",
     "VerificationError",
+    "retention_decided",
 ]

@@ -38,6 +38,11 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "RETENTION_NOTIFICATIONS_ENDPOINT": None,
     "RETENTION_OUTCOME_WINDOW": 604800,
     "RETENTION_CLI_GROUP": "retention",
+    "RETENTION_API_TIMEOUT": 30.0,
+    "RETENTION_API_MAX_RETRIES": 3,
+    "RETENTION_API_RETRY_AFTER_CAP": 60.0,
+    "RETENTION_API_PACING": 1.0,
+    "RETENTION_API_BUDGET_WAIT": 0.0,
 }
 
 APPLE_ROOT_CA_G3: Final = "AppleRootCA-G3.pem"
@@ -209,6 +214,11 @@ class Settings:
     notifications_endpoint: str | None
     outcome_window: float
     cli_group: str | None
+    api_timeout: float = 30.0
+    api_max_retries: int = 3
+    api_retry_after_cap: float = 60.0
+    api_pacing: float = 1.0
+    api_budget_wait: float = 0.0
 
     @property
     def default_environment(self) -> str:
@@ -291,4 +301,9 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
         notifications_endpoint=_rule(config, "RETENTION_NOTIFICATIONS_ENDPOINT"),
         outcome_window=_number(config, "RETENTION_OUTCOME_WINDOW", minimum=1),
         cli_group=cli_group,
+        api_timeout=_number(config, "RETENTION_API_TIMEOUT", minimum=0.001),
+        api_max_retries=_number(config, "RETENTION_API_MAX_RETRIES", minimum=0, integer=True),
+        api_retry_after_cap=_number(config, "RETENTION_API_RETRY_AFTER_CAP", minimum=0),
+        api_pacing=_number(config, "RETENTION_API_PACING", minimum=0),
+        api_budget_wait=_number(config, "RETENTION_API_BUDGET_WAIT", minimum=0),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -14,12 +15,14 @@ from .config import DEFAULTS, Settings, read_settings
 from .db import Database
 from .lookup import CatalogueLookup, EmptyLookup
 from .snapshot import CatalogueSnapshot
+from .views import register_endpoint
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from .catalogue import Catalogue
     from .choices import Choice, RealtimeRequest
+    from .realtime import RealtimeEndpoint
 
     Selector = Callable[[RealtimeRequest], Choice | None]
 
@@ -37,6 +40,7 @@ class RetentionState:
     retention: Retention
     settings: Settings
     lookup: CatalogueLookup = field(default_factory=EmptyLookup)
+    endpoint: RealtimeEndpoint | None = None
     database: Database = field(init=False, repr=False)
 
     @property
@@ -46,6 +50,8 @@ class RetentionState:
 
     def close(self) -> None:
         """Stop this app's background threads and close connections we opened."""
+        if self.endpoint is not None:
+            self.endpoint.close()
         close = getattr(self.lookup, "close", None)
         if close is not None:
             close()
@@ -101,6 +107,7 @@ class Retention:
         self.engine = engine
         self._catch_all: Selector | None = None
         self._scoped: dict[str, Selector] = {}
+        self._states: list[weakref.ref[RetentionState]] = []
         if app is not None:
             self.init_app(app)
 
@@ -117,6 +124,8 @@ class Retention:
             lambda: state.database.engine, interval=settings.catalogue_refresh
         )
         app.extensions[EXTENSION_KEY] = state
+        self._states.append(weakref.ref(state))
+        register_endpoint(app, state)
         if settings.cli_group is not None:
             from .cli import retention_cli
 
@@ -130,8 +139,15 @@ class Retention:
         return Catalogue(get_state().engine)
 
     def close(self, app: Flask | None = None) -> None:
-        """Stop the background threads of ``app`` (default: the current app)."""
-        get_state(app).close()
+        """Stop the background threads (selector workers, ...) of ``app``, or of every app
+        this extension was initialised on. Safe to repeat; they restart when needed."""
+        if app is not None:
+            get_state(app).close()
+            return
+        for ref in self._states:
+            state = ref()
+            if state is not None:
+                state.close()
 
     # -- selectors ---------------------------------------------------------
 

@@ -19,6 +19,8 @@ from flask.testing import FlaskClient, FlaskCliRunner
 
 from flask_retention import Retention
 
+pytest_plugins = ["flask_retention.testing.fixtures"]
+
 POSTGRES_URL = os.environ.get("RETENTION_TEST_DATABASE_URL")
 
 DATABASES = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])

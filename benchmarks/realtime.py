@@ -1,0 +1,287 @@
+"""Per-request cost of the real-time endpoint, beside what it is built from.
+
+Run from a checkout, in an environment with the project and (only for this
+script) Apple's official library installed::
+
+    pip install -e . app-store-server-library
+    python benchmarks/realtime.py [--requests 3000]
+
+Everything printed comes from this one run. Each call is timed on its own,
+and the contenders take turns (100 calls each), so that all of them see the
+same machine load; the table shows percentiles of the per-call times in
+microseconds, and the ratios use the medians (robust against the moments
+when another process takes the CPU):
+
+* endpoint: the whole real-time endpoint, called in-process through
+  ``app.wsgi_app`` with a prepared WSGI environ (no test client), a trivial
+  selector, and a fresh token per request (all signed before timing);
+* bare view: a plain Flask view that parses the same body as JSON;
+* the endpoint again with the selector called in the request thread, without
+  the time limit, to show what the hand-off to a worker costs in place;
+* the bare view doing one ES256 verification besides, to show what one
+  verification costs in place (caches are colder than in a tight loop);
+* ES256: one bare ``cryptography`` ECDSA P-256 verification;
+* Apple: ``SignedDataVerifier.verify_and_decode_realtime_request`` of Apple's
+  ``app-store-server-library`` (online checks off, as on a request path);
+* the parts: our JWS verification, the payload schema, selector hand-offs.
+
+Targets: endpoint <= 0.15 x Apple's verifier alone, and endpoint minus bare
+view <= 2 x one ES256 verification.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from flask import Flask, Response, request
+from werkzeug.test import EnvironBuilder
+
+from flask_retention import Message, Retention
+from flask_retention.extension import get_state
+from flask_retention.selection import Outcome, SelectorPool
+from flask_retention.testing import AppStoreSigner
+
+APP_APPLE_ID = 1234567890
+URL = "/retention/realtime"
+MESSAGE = uuid.UUID("a1b2c3d4-e5f6-7890-a1b2-c3d4e5f67890")
+
+
+def environ_for(body: bytes) -> dict[str, Any]:
+    return EnvironBuilder(
+        path=URL, method="POST", data=body, content_type="application/json"
+    ).get_environ()
+
+
+def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+    if not status.startswith("200"):
+        raise SystemExit(f"benchmark request failed: {status}")
+
+
+def call_wsgi(app: Flask) -> Callable[[dict[str, Any]], None]:
+    wsgi = app.wsgi_app
+
+    def call(environ: dict[str, Any]) -> None:
+        result = wsgi(environ, _start_response)
+        b"".join(result)
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+
+    return call
+
+
+def endpoint_app(signer: AppStoreSigner) -> tuple[Flask, Retention]:
+    app = Flask("benchmark_endpoint")
+    app.config.update(
+        RETENTION_ROOT_CERTIFICATES=[signer.root_pem],
+        RETENTION_APP_APPLE_ID=APP_APPLE_ID,
+        RETENTION_CLI_GROUP=None,
+    )
+    retention = Retention(app)
+
+    @retention.selector
+    def choose(req: Any) -> Message:
+        return Message(MESSAGE)
+
+    return app, retention
+
+
+def run_inline(app: Flask) -> None:
+    """For comparison only: call the selector in the request thread (no time limit)."""
+    endpoint = get_state(app).endpoint
+    assert endpoint is not None
+
+    def inline(fn: Callable[[Any], Any], arg: Any) -> Outcome:
+        with app.app_context():
+            return Outcome("ok", fn(arg))
+
+    endpoint.pool.run = inline  # type: ignore[method-assign]
+
+
+def bare_app(extra: Callable[[], object] | None = None) -> Flask:
+    """A plain Flask view that parses the body; ``extra`` runs in it, if given."""
+    app = Flask("benchmark_bare")
+
+    @app.post(URL)
+    def bare() -> Response:
+        body = json.loads(request.get_data())
+        token = body["signedPayload"]
+        assert isinstance(token, str)
+        if extra is not None:
+            extra()
+        return app.response_class(b"{}", mimetype="application/json")
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=3000, help="calls of each contender")
+    args = parser.parse_args(argv)
+    n = args.requests
+
+    try:
+        from appstoreserverlibrary.models.Environment import Environment
+        from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier
+    except ImportError:
+        raise SystemExit(
+            "Apple's library is needed for the comparison: pip install app-store-server-library"
+        ) from None
+
+    signer = AppStoreSigner()
+    app, retention = endpoint_app(signer)
+    endpoint = get_state(app).endpoint
+    assert endpoint is not None
+    inline_app, inline_retention = endpoint_app(signer)
+    run_inline(inline_app)
+
+    print(f"signing {n} requests...", file=sys.stderr)
+    bodies = [signer.realtime_body(app_apple_id=APP_APPLE_ID) for _ in range(n)]
+    tokens = [json.loads(b)["signedPayload"] for b in bodies]
+    endpoint_environs = [environ_for(b) for b in bodies]
+    inline_environs = [environ_for(b) for b in bodies]
+    bare_environs = [environ_for(b) for b in bodies]
+    bare_es256_environs = [environ_for(b) for b in bodies]
+    # Tokens for the parts: our verifier, and the endpoint's checks refuse a replay.
+    part_tokens = [signer.sign_realtime_request(app_apple_id=APP_APPLE_ID) for _ in range(n)]
+
+    # One bare ES256 verification of a JWS signing input of the same size.
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key()
+    signing_input = tokens[0].rsplit(".", 1)[0].encode()
+    der = key.sign(signing_input, ec.ECDSA(hashes.SHA256()))
+    algorithm = ec.ECDSA(hashes.SHA256())
+
+    def es256() -> None:
+        public.verify(der, signing_input, algorithm)
+
+    bare = bare_app()
+    bare_es256 = bare_app(es256)
+
+    # Apple's verifier, trusting the same test root (DER), online checks off.
+    root_der = x509.load_pem_x509_certificate(signer.root_pem).public_bytes(Encoding.DER)
+    apple = SignedDataVerifier([root_der], False, Environment.SANDBOX, "com.example", APP_APPLE_ID)
+    assert apple.verify_and_decode_realtime_request(tokens[0]).appAppleId == APP_APPLE_ID
+
+    ours = endpoint.verifier
+    schema = endpoint.schema
+    payload = ours.verify(tokens[0])
+    pool = SelectorPool(app, size=8, timeout=1.0)
+    executor = ThreadPoolExecutor(8)
+    call_endpoint, call_bare = call_wsgi(app), call_wsgi(bare)
+    call_inline = call_wsgi(inline_app)
+    call_bare_es256 = call_wsgi(bare_es256)
+
+    def trivial(x: Any) -> Any:
+        return x
+
+    def in_app_context(x: Any) -> Any:
+        with app.app_context():
+            return trivial(x)
+
+    contenders: dict[str, Callable[[int], object]] = {
+        ENDPOINT: lambda i: call_endpoint(endpoint_environs[i]),
+        BARE: lambda i: call_bare(bare_environs[i]),
+        INLINE: lambda i: call_inline(inline_environs[i]),
+        BARE_ES256: lambda i: call_bare_es256(bare_es256_environs[i]),
+        ES256: lambda i: es256(),
+        APPLE: lambda i: apple.verify_and_decode_realtime_request(tokens[i]),
+        "part: JWSVerifier.verify (chain cached)": lambda i: ours.verify(part_tokens[i]),
+        "part: payload schema load": lambda i: schema.load(payload),
+        "hand-off: SelectorPool.run (SimpleQueue)": lambda i: pool.run(trivial, i),
+        "hand-off: ThreadPoolExecutor submit/result": lambda i: executor.submit(trivial, i).result(
+            1.0
+        ),
+        "hand-off: none (direct call, app context)": in_app_context,
+    }
+
+    # Warm-up (caches, lazy threads), with bodies of their own: an environ's input is
+    # read once, and the endpoint answers each request identifier once.
+    for _ in range(50):
+        body = signer.realtime_body(app_apple_id=APP_APPLE_ID)
+        call_endpoint(environ_for(body))
+        call_bare(environ_for(body))
+        call_inline(environ_for(body))
+        call_bare_es256(environ_for(body))
+        for name, run in contenders.items():
+            if name not in (ENDPOINT, BARE, INLINE, BARE_ES256):
+                run(0)
+
+    print(f"timing {n} calls of each, in turns of {BLOCK}...", file=sys.stderr)
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    clock = time.perf_counter
+    gc.collect()
+    gc.freeze()  # the prepared requests are not garbage: keep collections small, as in a server
+    for first in range(0, n, BLOCK):
+        for name, run in contenders.items():
+            record = times[name].append
+            for i in range(first, min(first + BLOCK, n)):
+                start = clock()
+                run(i)
+                record(clock() - start)
+    pool.close()
+    executor.shutdown()
+    retention.close()
+    inline_retention.close()
+    report(times, n)
+
+
+BLOCK = 100  # calls of one contender in a row: warm caches, as in steady serving
+
+ENDPOINT = "endpoint (wsgi_app, fresh token)"
+BARE = "bare Flask view, same body"
+INLINE = "endpoint, selector inline (no time limit)"
+BARE_ES256 = "bare Flask view + one ES256 verification"
+ES256 = "one bare ES256 verification"
+APPLE = "Apple verify_and_decode_realtime_request"
+
+
+def report(times: dict[str, list[float]], n: int) -> None:
+    """Print percentiles per contender and the two target ratios, from medians."""
+    stats = {}
+    for name, values in times.items():
+        values = sorted(values)
+        stats[name] = {
+            "p10": values[len(values) // 10] * 1e6,
+            "median": statistics.median(values) * 1e6,
+            "p90": values[9 * len(values) // 10] * 1e6,
+            "mean": statistics.fmean(values) * 1e6,
+        }
+    print(f"python {platform.python_version()} on {platform.platform()}, {os.cpu_count()} CPUs")
+    print(f"{n} calls of each contender, in turns of {BLOCK}; microseconds per call")
+    width = max(len(name) for name in stats)
+    print(f"  {'':<{width}}  {'p10':>8}  {'median':>8}  {'p90':>8}  {'mean':>8}")
+    for name, s in stats.items():
+        print(
+            f"  {name:<{width}}  {s['p10']:8.1f}  {s['median']:8.1f}  {s['p90']:8.1f}  "
+            f"{s['mean']:8.1f}"
+        )
+    e, b = stats[ENDPOINT]["median"], stats[BARE]["median"]
+    es, a = stats[ES256]["median"], stats[APPLE]["median"]
+    print("ratios of medians:")
+    print(f"  endpoint / Apple's verifier          = {e / a:5.3f}  (target <= 0.15)")
+    print(f"  (endpoint - bare view) / one ES256   = {(e - b) / es:5.2f}  (target <= 2)")
+    i, be = stats[INLINE]["median"], stats[BARE_ES256]["median"]
+    print(
+        f"  ES256 in place: (bare + ES256) - bare = {be - b:5.1f} us = {(be - b) / es:4.2f} ES256"
+    )
+    print(f"  hand-off in place: endpoint - inline  = {e - i:5.1f} us = {(e - i) / es:4.2f} ES256")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Testing kit for flask-retention and the apps that use it.
+
+:class:`AppStoreSigner` signs App Store-like requests with a test certificate
+chain (and makes each kind of broken token); trust its root with
+``RETENTION_ROOT_CERTIFICATES=[signer.root_pem]``. :class:`FakeAppStore` is a
+fake of Apple's management API, served over real HTTP with :func:`serve`;
+:class:`PerformanceTestRun` is its performance test, usable on its own.
+"""
+
+from __future__ import annotations
+
+from .fake_app_store import (
+    FakeAppStore,
+    FakeImage,
+    FakeMessage,
+    RecordedRequest,
+    apple_rate_limits,
+)
+from .performance import PerformanceTestRun
+from .serving import serve
+from .signer import BROKEN_VARIANT_REASONS, AppStoreSigner
+
+__all__ = [
+    "BROKEN_VARIANT_REASONS",
+    "AppStoreSigner",
+    "FakeAppStore",
+    "FakeImage",
+    "FakeMessage",
+    "PerformanceTestRun",
+    "RecordedRequest",
+    "apple_rate_limits",
+    "serve",
+]

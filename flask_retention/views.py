@@ -1,0 +1,88 @@
+"""The real-time endpoint: a blueprint with one view that answers Apple's
+``Get Retention Message`` call.
+
+Every answer of this blueprint is JSON: its error handlers take precedence
+over the host app's for requests to it, and it never raises into the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final
+
+from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.exceptions import HTTPException, default_exceptions
+
+from .decisions import Decision
+from .realtime import RealtimeEndpoint, Rejected, read_signed_payload
+
+if TYPE_CHECKING:
+    from .extension import RetentionState
+
+logger = logging.getLogger("flask_retention")
+
+BLUEPRINT_NAME: Final = "flask_retention"
+
+#: Every method is routed to the view, so that a wrong one gets a JSON 405 (a routing
+#: 405 would go to the app's handlers, not the blueprint's).
+METHODS: Final = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
+
+
+def current_endpoint() -> RealtimeEndpoint:
+    """The endpoint of the current app."""
+    endpoint = current_app.extensions["retention"].endpoint
+    assert endpoint is not None
+    return endpoint  # type: ignore[no-any-return]
+
+
+def realtime() -> Response:
+    """Answer one ``Get Retention Message`` request (DESIGN.md, "Endpoint")."""
+    endpoint = current_endpoint()
+    decision = Decision(received_at=datetime.now(UTC))
+    try:
+        if request.method != "POST":
+            raise Rejected(405, "method_not_allowed", "The real-time endpoint accepts POST only.")
+        token = read_signed_payload(request)  # 413, 400 malformed
+        req = endpoint.verify(token)  # 401 <reason>, 400 malformed
+        decision.note_request(req)
+        endpoint.check(req, time.time())  # 403 wrong_app, wrong_environment, stale, replayed
+    except Rejected as e:
+        return endpoint.reject(decision, e)
+    answer = endpoint.answer(req, decision)  # selector, resolution; the fallback on any problem
+    return endpoint.respond_answer(decision, answer)
+
+
+def _http_error(e: HTTPException) -> Response:
+    """An HTTP error raised around the view (host ``MAX_CONTENT_LENGTH``, ``abort`` in a
+    host's ``before_request``), as our JSON."""
+    code = {400: "malformed", 405: "method_not_allowed", 413: "too_large"}.get(
+        e.code or 500, (e.name or "error").lower().replace(" ", "_")
+    )
+    rejected = Rejected(e.code or 500, code, e.description or e.name)
+    return current_endpoint().reject(Decision(received_at=datetime.now(UTC)), rejected)
+
+
+def _unexpected(e: Exception) -> Response:
+    """A bug (the steps after verification never raise): logged, and a JSON 500 without
+    a traceback."""
+    if isinstance(e, HTTPException):
+        return _http_error(e)
+    logger.error("flask-retention: unexpected error in the real-time endpoint.", exc_info=e)
+    rejected = Rejected(500, "internal_error", "The server failed to handle the request.")
+    return current_endpoint().reject(Decision(received_at=datetime.now(UTC)), rejected)
+
+
+def register_endpoint(app: Flask, state: RetentionState) -> None:
+    """Add the endpoint's blueprint to ``app`` at ``RETENTION_ENDPOINT`` (unless ``None``)."""
+    rule = state.settings.endpoint
+    if rule is None:
+        return
+    state.endpoint = RealtimeEndpoint(app, state)
+    blueprint = Blueprint(BLUEPRINT_NAME, __name__)
+    blueprint.add_url_rule(rule, "realtime", realtime, methods=list(METHODS))
+    for code in default_exceptions:
+        blueprint.register_error_handler(code, _http_error)
+    blueprint.register_error_handler(Exception, _unexpected)
+    app.register_blueprint(blueprint)

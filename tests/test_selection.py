@@ -1,0 +1,167 @@
+"""The selector pool: time limit, bounded workers, app context, close."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import flask
+import pytest
+from flask import Flask
+
+from flask_retention.selection import SelectorPool
+
+GENEROUS = 10.0  # seconds; only reached when a test is broken
+SHORT = 0.05
+
+
+@pytest.fixture
+def pools(app: Flask) -> Iterator[Callable[..., SelectorPool]]:
+    made: list[SelectorPool] = []
+
+    def make(size: int = 2, timeout: float = GENEROUS) -> SelectorPool:
+        pool = SelectorPool(app, size=size, timeout=timeout)
+        made.append(pool)
+        return pool
+
+    yield make
+    for pool in made:
+        pool.close()
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + GENEROUS
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.001)
+
+
+def test_returns_the_selector_value(pools: Callable[..., SelectorPool]) -> None:
+    outcome = pools().run(lambda x: x * 2, 21)
+    assert (outcome.status, outcome.value) == ("ok", 42)
+
+
+def test_selector_runs_with_app_context_and_no_request_context(
+    app: Flask, pools: Callable[..., SelectorPool]
+) -> None:
+    def probe(_: object) -> tuple[bool, bool, object]:
+        return flask.has_app_context(), flask.has_request_context(), flask.current_app.name
+
+    assert pools().run(probe, None).value == (True, False, app.name)
+
+
+def test_each_run_gets_a_fresh_app_context(pools: Callable[..., SelectorPool]) -> None:
+    def remember(n: int) -> object:
+        seen = flask.g.get("seen")
+        flask.g.seen = n
+        return seen
+
+    pool = pools(size=1)
+    assert pool.run(remember, 1).value is None
+    assert pool.run(remember, 2).value is None
+
+
+def test_threads_start_on_first_use(pools: Callable[..., SelectorPool]) -> None:
+    pool = pools()
+    assert pool.stats().started == 0
+    pool.run(lambda _: None, None)
+    assert pool.stats().started == 1
+
+
+def test_sequential_runs_reuse_one_worker(pools: Callable[..., SelectorPool]) -> None:
+    pool = pools(size=4)
+    for i in range(20):
+        assert pool.run(lambda x: x, i).value == i
+    wait_until(lambda: pool.stats().busy == 0)
+    assert pool.stats().started == 1
+
+
+def test_exception_is_reported_and_worker_survives(
+    pools: Callable[..., SelectorPool], caplog: pytest.LogCaptureFixture
+) -> None:
+    def boom(_: object) -> None:
+        raise LookupError("no such user")
+
+    pool = pools(size=1)
+    outcome = pool.run(boom, None)
+    assert outcome.status == "error"
+    assert isinstance(outcome.value, LookupError)
+    assert "boom" in caplog.text
+    assert "LookupError" in caplog.text
+    assert pool.run(lambda _: "still here", None).value == "still here"
+
+
+def test_overrun_answers_timeout_while_the_selector_is_still_running(
+    pools: Callable[..., SelectorPool],
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def stuck(_: object) -> str:
+        entered.set()
+        release.wait(GENEROUS)
+        return "late"
+
+    pool = pools(size=2, timeout=SHORT)
+    outcome = pool.run(stuck, None)
+    assert outcome.status == "timeout"
+    assert entered.is_set()
+    assert not release.is_set()
+    stats = pool.stats()
+    assert (stats.busy, stats.stuck) == (1, 1)
+    release.set()
+    wait_until(lambda: pool.stats().busy == 0)
+
+
+def test_all_workers_stuck_answers_overloaded_at_once(pools: Callable[..., SelectorPool]) -> None:
+    release = threading.Event()
+    calls: list[int] = []
+
+    def stuck(n: int) -> None:
+        calls.append(n)
+        release.wait(GENEROUS)
+
+    pool = pools(size=2, timeout=SHORT)
+    assert pool.run(stuck, 1).status == "timeout"
+    assert pool.run(stuck, 2).status == "timeout"
+    assert pool.run(stuck, 3).status == "overloaded"
+    assert calls == [1, 2]
+    assert pool.stats().started == 2
+    release.set()
+    wait_until(lambda: pool.stats().busy == 0)
+    assert pool.run(lambda _: "free again", None).value == "free again"
+
+
+def test_late_answer_of_an_abandoned_run_is_never_returned_to_the_next(
+    pools: Callable[..., SelectorPool],
+) -> None:
+    release = threading.Event()
+
+    def slow(_: object) -> str:
+        release.wait(GENEROUS)
+        return "stale"
+
+    pool = pools(size=1, timeout=SHORT)
+    assert pool.run(slow, None).status == "timeout"
+    release.set()
+    wait_until(lambda: pool.stats().idle == 1)
+    pool.timeout = GENEROUS
+    assert pool.run(lambda _: "fresh", None).value == "fresh"
+
+
+def test_close_stops_idle_workers_and_pool_restarts(pools: Callable[..., SelectorPool]) -> None:
+    pool = pools()
+    pool.run(lambda _: None, None)
+    threads = [t for t in threading.enumerate() if t.name.startswith("flask-retention-selector")]
+    assert threads
+    pool.close()
+    for t in threads:
+        t.join(GENEROUS)
+        assert not t.is_alive()
+    assert pool.stats().started == 0
+    assert pool.run(lambda _: "again", None).value == "again"
+
+
+def test_pool_needs_a_worker(app: Flask) -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        SelectorPool(app, size=0, timeout=1)
