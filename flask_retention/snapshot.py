@@ -226,6 +226,10 @@ class CatalogueSnapshot:
         background thread logs them instead).
         """
         with self._refresh_lock:
+            pid = os.getpid()
+            if self._pid is not None and self._pid != pid:
+                self._after_fork()
+            self._pid = pid
             engine = self._engine()
             with engine.connect() as connection:
                 if read_version(connection) == self._view.version:
@@ -261,10 +265,6 @@ class CatalogueSnapshot:
         with self._start_lock:
             if self._closed or (self._thread is not None and self._thread.is_alive()):
                 return
-            pid = os.getpid()
-            if self._pid is not None and self._pid != pid:
-                self._after_fork()
-            self._pid = pid
             self._thread = threading.Thread(
                 target=_refresh_loop,
                 args=(weakref.ref(self), self._stop, self.interval),
@@ -274,7 +274,12 @@ class CatalogueSnapshot:
             self._thread.start()
 
     def _after_fork(self) -> None:
-        """In a forked worker, drop the parent's pooled connections without closing them."""
+        """In a forked worker, drop the parent's pooled connections without closing them.
+
+        Connections opened before ``fork`` (e.g. a :meth:`refresh` at start-up
+        under ``gunicorn --preload``) belong to the parent; sharing their
+        sockets would mix two processes' traffic.
+        """
         try:
             self._engine().dispose(close=False)
         except Exception as e:

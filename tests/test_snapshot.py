@@ -346,3 +346,18 @@ def test_lookups_resolve_from_the_last_snapshot_while_postgresql_is_unreachable(
             failures = [r for r in caplog.records if "could not refresh" in r.getMessage()]
             assert len(failures) == 1
     direct.dispose()
+
+
+def test_a_forked_worker_drops_the_parents_pooled_connections(
+    engine: sa.Engine, snapshot: CatalogueSnapshot
+) -> None:
+    snapshot.refresh()
+    parent_pool = engine.pool
+    snapshot._pid = -1  # as if this process were a fork of the one that refreshed
+    snapshot.refresh()
+    assert engine.pool is not parent_pool
+    parent_pool.dispose()  # in a real fork the parent keeps using them; here, close them
+    assert snapshot._pid == os.getpid()
+    pool = engine.pool
+    snapshot.refresh()
+    assert engine.pool is pool
