@@ -176,7 +176,7 @@ class CatalogueSnapshot:
     ``engine`` is called (in the refresh thread) to get the database engine.
     Until the first successful load it behaves as an empty catalogue. Call
     :meth:`refresh` to load synchronously (at start-up, in tests) and
-    :meth:`close` to stop the thread.
+    :meth:`close` to stop the thread (the next lookup starts it again).
     """
 
     def __init__(self, engine: Callable[[], sa.Engine], *, interval: float = 5.0) -> None:
@@ -188,7 +188,6 @@ class CatalogueSnapshot:
         self._stop = threading.Event()
         self._start_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
-        self._closed = False
         self._failing = False
 
     # -- CatalogueLookup ----------------------------------------------------
@@ -261,10 +260,11 @@ class CatalogueSnapshot:
     # -- thread ----------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the refresh thread in this process, if it is not running (or was closed)."""
+        """Start the refresh thread in this process, unless it is running."""
         with self._start_lock:
-            if self._closed or (self._thread is not None and self._thread.is_alive()):
+            if self._thread is not None and self._thread.is_alive():
                 return
+            self._stop = threading.Event()
             self._thread = threading.Thread(
                 target=_refresh_loop,
                 args=(weakref.ref(self), self._stop, self.interval),
@@ -288,9 +288,11 @@ class CatalogueSnapshot:
             )
 
     def close(self, timeout: float | None = 5.0) -> None:
-        """Stop the refresh thread; the last view keeps answering lookups."""
+        """Stop the refresh thread; safe to repeat.
+
+        The last view keeps answering; a later lookup starts a new thread.
+        """
         with self._start_lock:
-            self._closed = True
             self._stop.set()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
