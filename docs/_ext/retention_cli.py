@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from typing import Any
 
 import click
@@ -64,6 +65,23 @@ def visible_commands(ctx: click.Context) -> list[tuple[str, click.Command]]:
     return found
 
 
+def source_files(ctx: click.Context) -> set[str]:
+    """The files that define the group's and its commands' callbacks."""
+    files: set[str] = set()
+    commands = [ctx.command]
+    while commands:
+        command = commands.pop()
+        callback = inspect.unwrap(command.callback) if command.callback else None
+        try:
+            if callback is not None:
+                files.add(inspect.getfile(callback))
+        except TypeError:
+            pass
+        if isinstance(command, click.Group):
+            commands.extend(command.commands.values())
+    return files
+
+
 def params_list(ctx: click.Context) -> tuple[list[click.Argument], list[tuple[str, str]]]:
     """Arguments, and ``(option strings, help)`` records as ``--help`` prints them.
 
@@ -97,6 +115,10 @@ class RetentionCLI(SphinxDirective):
             raise self.error(f"retention-cli: cannot load {spec!r}: {exc}") from None
         prog = self.options.get("prog", "flask " + (group.name or "retention"))
         ctx = click.Context(group, info_name=prog)
+        # Re-read this page whenever a module defining the commands changes.
+        module = sys.modules[spec.partition(":")[0]]
+        for path in source_files(ctx) | {str(module.__file__)}:
+            self.env.note_dependency(path)
         result: list[nodes.Node] = [*help_paragraphs(group.help or "")]
         result.extend(self._body(ctx, with_help=False))
         result.extend(self._commands(ctx))
