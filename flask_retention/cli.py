@@ -13,3 +13,5 @@ retention_cli = AppGroup(
     "retention",
     help="Manage the retention message catalogue and sync it with Apple.",
 )
+
+from . import cli_simulate  # noqa: E402,F401
