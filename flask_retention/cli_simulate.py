@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from typing import Any
 
 import click
 from flask import current_app
@@ -97,7 +99,7 @@ def simulate_command(
     Requests are signed with the dev CA (`flask retention dev-ca`); the
     endpoint must trust it (RETENTION_TRUST_DEV_CA). Exits 1 on FAIL.
     """
-    options = {
+    options: dict[str, Any] = {
         "requests": requests,
         "concurrency": concurrency,
         "products": _products(products, locales),
@@ -106,20 +108,27 @@ def simulate_command(
     }
     if original_transaction_ids:
         options["original_transaction_ids"] = list(original_transaction_ids)
-    try:
-        if as_json:
-            result = simulate_app(current_app, url=url, **options)
-        else:
-            with click.progressbar(
-                length=requests, label="Sending", file=sys.stderr, show_pos=True
-            ) as bar:
+    with contextlib.ExitStack() as stack:
+        bars: list[Any] = []
 
-                def progress(done: int) -> None:
-                    bar.update(done - bar.pos)
+        def progress(done: int) -> None:
+            # Started on the first report, so that a run that cannot start prints only why.
+            if not bars:
+                bars.append(
+                    stack.enter_context(
+                        click.progressbar(
+                            length=requests, label="Sending", file=sys.stderr, show_pos=True
+                        )
+                    )
+                )
+            bars[0].update(done - bars[0].pos)
 
-                result = simulate_app(current_app, url=url, progress=progress, **options)
-    except RetentionError as e:
-        raise click.ClickException(str(e)) from None
+        try:
+            result = simulate_app(
+                current_app, url=url, progress=None if as_json else progress, **options
+            )
+        except RetentionError as e:
+            raise click.ClickException(str(e)) from None
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
