@@ -4,7 +4,7 @@ Run from a checkout; gunicorn and wrk are needed for this script only::
 
     pip install -e . gunicorn
     apt-get install wrk          # Debian's package (wrk 4.1)
-    python benchmarks/load.py [--duration 8] [--connections 16]
+    python benchmarks/load.py [--duration 5] [--rounds 3] [--connections 16]
 
 It serves an app under gunicorn (sync workers, one per CPU core) on
 127.0.0.1, and drives it with wrk, whose Lua script posts pre-signed bodies,
@@ -19,9 +19,11 @@ its catalogue database in a temporary instance folder (created with
 present).
 
 Reported: the maximum throughput of each (closed loop, ``--connections``
-connections), their ratio, and p50/p99 latency at 80 % of the endpoint's
-maximum (each connection waits between requests, calibrated once so that the
-achieved rate is close to the target; the achieved rate is printed). Targets:
+connections), measured in ``--rounds`` turns (bare, endpoint, bare, ...) so
+that both see the same machine load, as medians; their ratio (median of the
+per-turn ratios); and p50/p99 latency at 80 % of the endpoint's maximum
+(each wrk thread sends on a fixed schedule, through LuaJIT's clock; the
+achieved rate is printed). Targets:
 endpoint throughput >= 0.6 x the bare view's, p99 <= 50 ms at 80 % load, zero
 errors; the exit status is 1 when one is missed. Everything binds to
 127.0.0.1 and every run is bounded by ``--duration``.
