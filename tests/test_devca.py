@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from flask import Flask
 from flask.testing import FlaskCliRunner
 
-from flask_retention import ConfigurationError, Retention
+from flask_retention import ConfigurationError, Retention, VerificationError
 from flask_retention.devca import (
     DEV_CA_FILES,
     DevCAExistsError,
@@ -197,3 +197,12 @@ def test_dev_ca_refused_when_production_is_accepted(app: Flask) -> None:
         "RETENTION_TRUST_DEV_CA cannot be used while RETENTION_ENVIRONMENT accepts "
         "Production: the local dev CA is for development only."
     )
+
+
+def test_the_dev_ca_keeps_what_broken_variants_need(tmp_path: Path) -> None:
+    folder = create_dev_ca(tmp_path)
+    signer = load_dev_ca_signer(folder)
+    verifier = JWSVerifier(dev_ca_root(folder))
+    with pytest.raises(VerificationError) as info:
+        verifier.verify(signer.sign_broken("missing_leaf_oid", signer.realtime_payload()))
+    assert info.value.reason == "missing_oid"
