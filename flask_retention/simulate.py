@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-import httpx
-
 from .devca import dev_ca_folder, load_dev_ca_signer
 from .errors import RetentionError
 
@@ -62,6 +60,8 @@ class SimulationError(RetentionError):
 
 
 def _check_url(url: str) -> None:
+    import httpx  # here, so that loading the CLI stays light
+
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):
@@ -141,10 +141,11 @@ def simulate(
     failures: dict[str, int] = result["failures"]
     if failures and set(failures) <= _UNREACHABLE and sum(failures.values()) == requests:
         causes = ", ".join(f"{count} × {name}" for name, count in failures.items())
-        raise SimulationError(
-            f"Nothing answered at {url} ({causes}): is the app running there? Start it "
-            "(e.g. `flask run`), or give its endpoint's URL."
-        )
+        if "TLS_ISSUE" in failures:
+            advice = "check that it speaks HTTPS with a certificate this machine trusts."
+        else:
+            advice = "is the app running there? Start it (e.g. `flask run`), or give its URL."
+        raise SimulationError(f"Nothing answered at {url} ({causes}): {advice}")
     return result
 
 

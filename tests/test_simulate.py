@@ -18,6 +18,8 @@ from flask_retention.devca import create_dev_ca, dev_ca_folder, load_dev_ca_sign
 from flask_retention.simulate import SimulationError, format_result, simulate, simulate_app
 from flask_retention.testing import serve
 
+from .test_fake_app_store_performance import self_signed_context
+
 ENDPOINT = "/retention/realtime"
 APP_APPLE_ID = 1234567890
 SLEEP = 0.3  # seconds the slow selector takes: three times the threshold it is tested with
@@ -222,7 +224,7 @@ def test_simulate_says_when_nothing_answers(
     assert out == ""
     assert err.splitlines()[-1] == (
         f"Error: Nothing answered at {target} (3 × SOCKET_ISSUE): is the app running there? "
-        "Start it (e.g. `flask run`), or give its endpoint's URL."
+        "Start it (e.g. `flask run`), or give its URL."
     )
     assert "Traceback" not in err
 
@@ -276,3 +278,14 @@ def test_simulate_app_needs_a_url_without_an_endpoint(tmp_path: Path) -> None:
     Retention(app)
     with pytest.raises(SimulationError, match="RETENTION_ENDPOINT is None"):
         simulate_app(app)
+
+
+def test_simulate_says_when_tls_fails_everywhere(
+    app: Flask, runner: FlaskCliRunner, retention: Retention, tmp_path: Path
+) -> None:
+    create_dev_ca(dev_ca_folder(app))
+    with serve(app, ssl_context=self_signed_context(tmp_path)) as base:
+        code, out, err = invoke(runner, "--url", base + ENDPOINT, "--requests", "2")
+    assert code == 1
+    assert out == ""
+    assert "(2 × TLS_ISSUE): check that it speaks HTTPS" in err
