@@ -12,10 +12,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from flask import Flask, current_app
 
 from .config import DEFAULTS, Settings, read_settings
+from .db import Database
 from .lookup import CatalogueLookup, EmptyLookup
+from .snapshot import CatalogueSnapshot
 from .views import register_endpoint
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from .catalogue import Catalogue
     from .choices import Choice, RealtimeRequest
     from .realtime import RealtimeEndpoint
 
@@ -36,11 +41,21 @@ class RetentionState:
     settings: Settings
     lookup: CatalogueLookup = field(default_factory=EmptyLookup)
     endpoint: RealtimeEndpoint | None = None
+    database: Database = field(init=False, repr=False)
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The catalogue's database engine (resolved on first use)."""
+        return self.database.engine
 
     def close(self) -> None:
-        """Stop this app's background threads (they start again when needed)."""
+        """Stop this app's background threads and close connections we opened."""
         if self.endpoint is not None:
             self.endpoint.close()
+        close = getattr(self.lookup, "close", None)
+        if close is not None:
+            close()
+        self.database.dispose()
 
 
 def get_state(app: Flask | None = None) -> RetentionState:
@@ -104,6 +119,10 @@ class Retention:
             app.config.setdefault(key, value)
         settings = read_settings(app.config)
         state = RetentionState(retention=self, settings=settings)
+        state.database = Database(app, db=self.db, engine=self.engine, uri=settings.database_uri)
+        state.lookup = CatalogueSnapshot(
+            lambda: state.database.engine, interval=settings.catalogue_refresh
+        )
         app.extensions[EXTENSION_KEY] = state
         self._states.append(weakref.ref(state))
         register_endpoint(app, state)
@@ -111,6 +130,13 @@ class Retention:
             from .cli import retention_cli
 
             app.cli.add_command(retention_cli, name=settings.cli_group)
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The message catalogue of the current app (see :class:`~.catalogue.Catalogue`)."""
+        from .catalogue import Catalogue
+
+        return Catalogue(get_state().engine)
 
     def close(self, app: Flask | None = None) -> None:
         """Stop the background threads (selector workers, ...) of ``app``, or of every app

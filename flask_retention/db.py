@@ -1,0 +1,174 @@
+"""Where the catalogue lives: engine resolution, sessions and migrations.
+
+The engine is chosen, in order, from ``Retention(engine=...)``,
+``Retention(db=...)`` (Flask-SQLAlchemy, resolved lazily in an app context),
+``RETENTION_DATABASE_URI``, or a SQLite file ``retention.db`` in the app's
+instance folder. flask-retention works in short-lived sessions of its own on
+that engine, so it never commits (or rolls back) the host's pending work.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from flask import Flask
+
+DEFAULT_SQLITE_FILE: Final = "retention.db"
+
+#: Seconds a SQLite connection waits for another writer before giving up.
+SQLITE_BUSY_TIMEOUT: Final = 30.0
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def create_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
+    """A SQLAlchemy engine for ``url``; SQLite files get WAL and a busy timeout.
+
+    WAL lets readers (every web worker's snapshot) run beside one writer, and
+    the busy timeout makes a second writer wait instead of failing at once.
+    """
+    engine = sa.create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class Database:
+    """The engine and sessions of one app, resolved on first use.
+
+    Nothing connects (or creates a folder) until :attr:`engine` is first read.
+    """
+
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        db: Any = None,
+        engine: sa.Engine | None = None,
+        uri: str | None = None,
+    ) -> None:
+        self._app = weakref.ref(app)
+        self._db = db
+        self._given = engine
+        self._uri = uri
+        self._instance_path = app.instance_path
+        self._engine: sa.Engine | None = engine
+        self._owned = False
+        self._lock = threading.Lock()
+        self._sessionmaker: sessionmaker[Session] | None = None
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The catalogue's engine (resolved and, for a URL, created on first use)."""
+        engine = self._engine
+        if engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine, self._owned = self._resolve()
+                engine = self._engine
+        return engine
+
+    def _resolve(self) -> tuple[sa.Engine, bool]:
+        if self._db is not None:
+            return self._flask_sqlalchemy_engine(), False
+        if self._uri is not None:
+            try:
+                return create_engine(self._uri), True
+            except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as e:
+                raise ConfigurationError(
+                    f"RETENTION_DATABASE_URI is not a usable SQLAlchemy URL: {e}"
+                ) from None
+        os.makedirs(self._instance_path, exist_ok=True)
+        path = os.path.join(self._instance_path, DEFAULT_SQLITE_FILE)
+        return create_engine(sa.URL.create("sqlite", database=path)), True
+
+    def _flask_sqlalchemy_engine(self) -> sa.Engine:
+        from flask import current_app, has_app_context
+
+        app = self._app()
+        if app is None:
+            raise RuntimeError("the Flask app of this flask-retention database is gone")
+        if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
+            engine = self._db.engine
+        else:
+            with app.app_context():
+                engine = self._db.engine
+        assert isinstance(engine, sa.Engine)
+        return engine
+
+    def session(self) -> Session:
+        """A new short-lived session on our engine (use it as a context manager)."""
+        maker = self._sessionmaker
+        if maker is None:
+            maker = self._sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        return maker()
+
+    def dispose(self) -> None:
+        """Close the pooled connections of an engine we created (never the host's)."""
+        with self._lock:
+            if self._engine is not None and self._owned:
+                self._engine.dispose()
+
+
+# -- migrations -----------------------------------------------------------
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Config:
+    """An Alembic ``Config`` for the migrations shipped in the package.
+
+    With ``connection``, ``env.py`` runs the migrations on it.
+    """
+    from alembic.config import Config
+
+    config = Config()
+    location = resources.files("flask_retention").joinpath("migrations")
+    config.set_main_option("script_location", str(location))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: sa.Engine, revision: str = "heads") -> None:
+    """Create or upgrade flask-retention's tables on ``engine``; safe to repeat."""
+    from alembic import command
+
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), revision)
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    """The migration revision of our tables on ``engine``; ``None`` before :func:`upgrade`."""
+    from alembic.runtime.migration import MigrationContext
+
+    from .models import VERSION_TABLE
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+
+def head_revision() -> str | None:
+    """The newest migration revision shipped with this version of flask-retention."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

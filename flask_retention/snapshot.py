@@ -1,0 +1,316 @@
+"""The request path's in-memory view of the catalogue.
+
+A :class:`CatalogueSnapshot` answers :class:`~flask_retention.lookup.CatalogueLookup`
+calls with dictionary lookups on an immutable view, never touching the
+database. A daemon thread, started lazily in the serving process (so that
+``gunicorn --preload`` forks each start their own), checks the catalogue
+version counter every ``RETENTION_CATALOGUE_REFRESH`` seconds and reloads the
+view only when it changed. When the database is unreachable the last view
+keeps serving and the failure is logged once per outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+import weakref
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import sqlalchemy as sa
+
+from .catalogue import read_version
+from .choices import ENVIRONMENTS, MessageRef
+from .lookup import MessageFacts, parse_uuid
+from .models import AppleState, BulletPoint, Default, Image, Message
+
+logger = logging.getLogger("flask_retention.snapshot")
+
+APPROVED: Final = "APPROVED"
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueView:
+    """One consistent, immutable view of the catalogue: plain dictionaries.
+
+    ``names`` maps ``(environment, name)`` to the facts of the version that
+    name resolves to there; ``uuids`` ``(environment, uuid)`` to every known
+    version's facts; ``defaults`` ``(product_id, locale, environment)`` to the
+    resolved default message.
+    """
+
+    version: int | None = None
+    names: dict[tuple[str, str], MessageFacts] = field(default_factory=dict)
+    uuids: dict[tuple[str, uuid.UUID], MessageFacts] = field(default_factory=dict)
+    defaults: dict[tuple[str, str, str], MessageFacts] = field(default_factory=dict)
+
+    def lookup(self, message: MessageRef, environment: str) -> MessageFacts | None:
+        """Facts for a name or UUID in ``environment`` (a name wins over a UUID-like string)."""
+        if isinstance(message, str):
+            facts = self.names.get((environment, message))
+            if facts is not None:
+                return facts
+            parsed = parse_uuid(message)
+            if parsed is None:
+                return None
+            return self.uuids.get((environment, parsed))
+        return self.uuids.get((environment, message))
+
+    def default_for(self, product_id: str, locale: str, environment: str) -> MessageFacts | None:
+        """The local default for a product and locale, resolved like a name."""
+        return self.defaults.get((product_id, locale, environment))
+
+
+EMPTY_VIEW: Final = CatalogueView()
+
+
+def load_view(connection: sa.Connection) -> CatalogueView:
+    """Read the whole catalogue and Apple's states into a :class:`CatalogueView`.
+
+    A name resolves, per environment, to its newest version that Apple
+    approved there (with its images), else to its newest version, so an
+    edited message keeps serving its approved predecessor during review.
+    Retired names (no current version) do not resolve; their UUIDs do.
+    """
+    version = read_version(connection)
+    image_uuids: dict[int, uuid.UUID] = dict(
+        connection.execute(sa.select(Image.id, Image.uuid)).all()
+    )
+    states: dict[tuple[str, uuid.UUID, str], str | None] = {
+        (kind, key, env): state
+        for kind, key, env, state in connection.execute(
+            sa.select(AppleState.kind, AppleState.uuid, AppleState.environment, AppleState.state)
+        )
+    }
+    bullets: dict[int, list[int]] = defaultdict(list)
+    for bulleted, bullet_image in connection.execute(
+        sa.select(BulletPoint.message_id, BulletPoint.image_id)
+    ):
+        bullets[bulleted].append(bullet_image)
+    rows = connection.execute(
+        sa.select(
+            Message.id,
+            Message.name,
+            Message.version,
+            Message.uuid,
+            Message.image_id,
+            Message.retired_at.is_(None),
+        ).order_by(Message.name, Message.version.desc())
+    )
+    lineages: dict[str, list[tuple[int, uuid.UUID, int | None]]] = defaultdict(list)
+    live: set[str] = set()
+    for message_id, name, _, key, image_id, current in rows:
+        lineages[name].append((message_id, key, image_id))
+        if current:
+            live.add(name)
+
+    names: dict[tuple[str, str], MessageFacts] = {}
+    uuids: dict[tuple[str, uuid.UUID], MessageFacts] = {}
+    for environment in ENVIRONMENTS:
+        for name, versions in lineages.items():
+            chosen: MessageFacts | None = None
+            newest: MessageFacts | None = None
+            for message_id, key, image_id in versions:
+                bullet_ids = bullets.get(message_id, ())
+                facts = MessageFacts(
+                    uuid=key,
+                    name=name,
+                    state=states.get(("message", key, environment)),
+                    has_image=image_id is not None,
+                    image_state=(
+                        None
+                        if image_id is None
+                        else states.get(("image", image_uuids[image_id], environment))
+                    ),
+                    has_bullets=bool(bullet_ids),
+                    bullet_images_approved=all(
+                        states.get(("image", image_uuids[i], environment)) == APPROVED
+                        for i in bullet_ids
+                    ),
+                )
+                uuids[(environment, key)] = facts
+                if newest is None:
+                    newest = facts
+                if chosen is None and facts.approved:
+                    chosen = facts
+            resolved = chosen or newest
+            if name in live and resolved is not None:
+                names[(environment, name)] = resolved
+
+    defaults: dict[tuple[str, str, str], MessageFacts] = {}
+    for product_id, locale, message_name in connection.execute(
+        sa.select(Default.product_id, Default.locale, Default.message_name)
+    ):
+        for environment in ENVIRONMENTS:
+            resolved = names.get((environment, message_name))
+            if resolved is not None:
+                defaults[(product_id, locale, environment)] = resolved
+    return CatalogueView(version=version, names=names, uuids=uuids, defaults=defaults)
+
+
+def _refresh_loop(
+    ref: weakref.ReferenceType[CatalogueSnapshot], stop: threading.Event, interval: float
+) -> None:
+    while not stop.is_set():
+        snapshot = ref()
+        if snapshot is None:
+            return
+        snapshot._tick()
+        snapshot._attempted.set()
+        del snapshot
+        if stop.wait(interval):
+            return
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+class CatalogueSnapshot:
+    """A :class:`~flask_retention.lookup.CatalogueLookup` refreshed in the background.
+
+    ``engine`` is called (in the refresh thread) to get the database engine.
+    The first lookup in a process starts the thread and waits at most
+    ``first_load_wait`` seconds for its first load, so that a fresh worker's
+    first request does not miss the catalogue; until a load succeeds it
+    behaves as an empty catalogue. Call :meth:`refresh` to load synchronously
+    (at start-up, in tests) and :meth:`close` to stop the thread (the next
+    lookup starts it again).
+    """
+
+    def __init__(
+        self,
+        engine: Callable[[], sa.Engine],
+        *,
+        interval: float = 5.0,
+        first_load_wait: float = 0.2,
+    ) -> None:
+        self._engine = engine
+        self.interval = interval
+        self.first_load_wait = first_load_wait
+        self._attempted = threading.Event()
+        self._view: CatalogueView = EMPTY_VIEW
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._stop = threading.Event()
+        self._start_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._failing = False
+
+    # -- CatalogueLookup ----------------------------------------------------
+
+    def lookup(self, message: MessageRef, environment: str) -> MessageFacts | None:
+        """Facts for a name or UUID in ``environment``; see :class:`CatalogueView`."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self.start()
+        return self._view.lookup(message, environment)
+
+    def default_for(self, product_id: str, locale: str, environment: str) -> MessageFacts | None:
+        """The local default for a product and locale in ``environment``."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self.start()
+        return self._view.defaults.get((product_id, locale, environment))
+
+    def _await_first_load(self) -> None:
+        if self._view is EMPTY_VIEW and not self._attempted.is_set():
+            self._attempted.wait(self.first_load_wait)
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def view(self) -> CatalogueView:
+        """The view currently served (empty before the first successful load)."""
+        return self._view
+
+    @property
+    def version(self) -> int | None:
+        """The catalogue version of the view served; ``None`` before the first load."""
+        return self._view.version
+
+    def refresh(self) -> bool:
+        """Check the version now and reload if it changed; ``True`` when it reloaded.
+
+        Runs in the calling thread and raises database errors (the
+        background thread logs them instead).
+        """
+        with self._refresh_lock:
+            pid = os.getpid()
+            if self._pid is not None and self._pid != pid:
+                self._after_fork()
+            self._pid = pid
+            engine = self._engine()
+            with engine.connect() as connection:
+                if read_version(connection) == self._view.version:
+                    return False
+                view = load_view(connection)
+            self._view = view
+            return True
+
+    def _tick(self) -> None:
+        try:
+            reloaded = self.refresh()
+        except Exception as e:  # the request path must never see this
+            if not self._failing:
+                self._failing = True
+                logger.warning(
+                    "flask-retention could not refresh the catalogue (%s); still serving the "
+                    "last snapshot (catalogue version %s). Is the database reachable, and did "
+                    "`flask retention init-db` run?",
+                    _first_line(e),
+                    self._view.version,
+                )
+            return
+        if self._failing:
+            self._failing = False
+            logger.warning("flask-retention reaches the catalogue again.")
+        if reloaded:
+            logger.debug("catalogue snapshot reloaded (version %s)", self._view.version)
+
+    # -- thread ----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the refresh thread in this process, unless it is running."""
+        with self._start_lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=_refresh_loop,
+                args=(weakref.ref(self), self._stop, self.interval),
+                name="flask-retention-catalogue",
+                daemon=True,
+            )
+            self._thread.start()
+        self._await_first_load()
+
+    def _after_fork(self) -> None:
+        """In a forked worker, drop the parent's pooled connections without closing them.
+
+        Connections opened before ``fork`` (e.g. a :meth:`refresh` at start-up
+        under ``gunicorn --preload``) belong to the parent; sharing their
+        sockets would mix two processes' traffic.
+        """
+        try:
+            self._engine().dispose(close=False)
+        except Exception as e:
+            logger.warning(
+                "flask-retention could not reset the pool after fork (%s)", _first_line(e)
+            )
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Stop the refresh thread; safe to repeat.
+
+        The last view keeps answering; a later lookup starts a new thread.
+        """
+        with self._start_lock:
+            self._stop.set()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
