@@ -195,15 +195,18 @@ class Bench:
         self.base = ""
         self.server: subprocess.Popen[bytes] | None = None
         self.scripts: dict[float, Path] = {}
+        self.catalogue = ""
 
     def start(self) -> None:
         create_dev_ca(dev_ca_folder(Flask("x", instance_path=str(self.instance))))
         os.environ[INSTANCE_ENV] = str(self.instance)
         app = create_app()
+        self.catalogue = "SQLite in the instance folder, no tables (no init-db command)"
         if "init-db" in getattr(app.cli.commands.get("retention"), "commands", {}):
             result = app.test_cli_runner().invoke(args=["retention", "init-db"])
             if result.exit_code != 0:
                 raise SystemExit(f"flask retention init-db failed: {result.output}")
+            self.catalogue = "SQLite in the instance folder, tables made by init-db"
         self.signer = load_dev_ca_signer(dev_ca_folder(app))
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -349,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             bench.start()
             print(versions())
+            print(f"catalogue: {bench.catalogue}; decision log on")
             print(
                 f"gunicorn: {args.workers} sync workers on 127.0.0.1; wrk: {args.threads} "
                 f"threads, {args.connections} connections, {args.duration:g} s per run"
