@@ -52,7 +52,14 @@ def _products(products: tuple[str, ...], locales: tuple[str, ...]) -> list[tuple
     "--url",
     help=f"The endpoint to test (default: this app's endpoint on {DEFAULT_BASE_URL}).",
 )
-@click.option("--requests", "requests", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--requests",
+    "requests",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Requests to send, each signed afresh.",
+)
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
