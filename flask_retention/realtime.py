@@ -23,6 +23,7 @@ from marshmallow import fields, validate
 from werkzeug.wrappers import Request
 
 from .choices import RealtimeRequest
+from .decision_log import DecisionLogWriter
 from .decisions import Decision, FallbackReason, retention_decided
 from .errors import VerificationError
 from .replay import ReplayGuard
@@ -184,10 +185,21 @@ class RealtimeEndpoint:
         self.offers = OfferSigner.from_settings(settings)
         self._no_selector_logged = False
         self._log_lock = threading.Lock()
+        self.decision_log: DecisionLogWriter | None = None
+        if settings.decision_log:
+            self.decision_log = DecisionLogWriter(
+                lambda: state.database.engine,
+                max_queue=settings.decision_log_queue,
+                batch_size=settings.decision_log_batch,
+                interval=settings.decision_log_interval,
+            )
 
     def close(self) -> None:
-        """Stop the selector workers (new ones start if the app serves again)."""
+        """Stop the selector workers and write the decision log's queue (threads start
+        again if the app serves again)."""
         self.pool.close()
+        if self.decision_log is not None:
+            self.decision_log.close()
 
     # -- the steps, in order -------------------------------------------------
 
@@ -284,6 +296,8 @@ class RealtimeEndpoint:
             response.headers["Allow"] = "POST"
         decision.status = status
         decision.latency_ms = (time.perf_counter() - decision.started) * 1000
+        if self.decision_log is not None:
+            self.decision_log.record(decision)
         if retention_decided.receivers:
             try:
                 retention_decided.send(self.app, decision=decision)
