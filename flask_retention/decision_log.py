@@ -388,21 +388,25 @@ class DecisionLogWriter:
         return written, replays
 
     def _settle(self, count: int, written: int, replays: list[str]) -> None:
+        """Count a written batch, after logging about it (a flush returns after the log)."""
         with self._cond:
             recovered = self._failing
             dropped = self._outage_dropped
             self._failing = False
             self._drop_warned = False
             self._outage_dropped = 0
-            self.written += written
-            self.dropped += count - written
-            self.replays += len(replays)
-            self._settled += count
-            self._cond.notify_all()
         if recovered:
             logger.warning(
                 "flask-retention writes the decision log again; %d decisions were dropped "
                 "during the outage (RETENTION_DECISION_LOG_QUEUE=%d).",
+                dropped,
+                self.max_queue,
+            )
+        elif dropped:
+            logger.warning(
+                "flask-retention: %d decisions were dropped because the decision log queue "
+                "filled faster than it was written (RETENTION_DECISION_LOG_QUEUE=%d); raise "
+                "it, or RETENTION_DECISION_LOG_BATCH.",
                 dropped,
                 self.max_queue,
             )
@@ -413,6 +417,12 @@ class DecisionLogWriter:
                 len(replays),
                 ", ".join(replays[:5]) + (", ..." if len(replays) > 5 else ""),
             )
+        with self._cond:
+            self.written += written
+            self.dropped += count - written
+            self.replays += len(replays)
+            self._settled += count
+            self._cond.notify_all()
 
     def _requeue(self, remaining: list[Decision], cause: BaseException) -> None:
         """Put an unwritten batch back at the head of the queue, within its bound."""
