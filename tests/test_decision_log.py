@@ -44,6 +44,10 @@ def signer() -> AppStoreSigner:
     return AppStoreSigner()
 
 
+def noticed(caplog: pytest.LogCaptureFixture, text: str) -> Callable[[], bool]:
+    return lambda: any(text in r.getMessage() for r in caplog.records)
+
+
 def wait_for(condition: Callable[[], object], what: str, timeout: float = GENEROUS) -> None:
     """Wait until ``condition()`` is true; fail after a generous ``timeout`` (not a speed test)."""
     deadline = time.monotonic() + timeout
@@ -71,7 +75,8 @@ def logged_app(
 
 def writer_of(app: Flask) -> DecisionLogWriter:
     endpoint = get_state(app).endpoint
-    assert endpoint is not None and endpoint.decision_log is not None
+    assert endpoint is not None
+    assert endpoint.decision_log is not None
     return endpoint.decision_log
 
 
@@ -208,7 +213,8 @@ def test_every_outcome_is_logged(database_url: str, tmp_path: Path, signer: AppS
                 "en-US",
                 "Sandbox",
             )
-            assert row.selector is not None and "choose" in row.selector
+            assert row.selector is not None
+            assert "choose" in row.selector
             assert row.latency_ms > 0
             assert row.claimed_request_identifier is None
         assert by_id[ids["slow"]].latency_ms >= 200
@@ -230,7 +236,8 @@ def test_every_outcome_is_logged(database_url: str, tmp_path: Path, signer: AppS
         }
         for row in rejected.values():
             assert row.request_identifier is None  # never claims the unique key
-            assert row.kind is None and row.fallback_reason is None
+            assert row.kind is None
+            assert row.fallback_reason is None
             assert row.latency_ms >= 0
         assert rejected[(403, "replayed")].claimed_request_identifier == str(replayed)
         assert rejected[(403, "replayed")].original_transaction_id == "message"
@@ -246,7 +253,8 @@ def test_decision_log_off_writes_nothing(
     with logged_app(tmp_path, database_url, signer, RETENTION_DECISION_LOG=False) as (app, r):
         r.selector(lambda req: None)
         endpoint = get_state(app).endpoint
-        assert endpoint is not None and endpoint.decision_log is None
+        assert endpoint is not None
+        assert endpoint.decision_log is None
         assert ask(app.test_client(), signer) == 200
         r.close(app)
         assert rows(get_state(app).engine) == []
@@ -438,7 +446,7 @@ def test_past_the_bound_the_oldest_are_dropped_and_counted(
         writer = writer_of(app)
         assert writer.pending <= 3
         wait_for(
-            lambda: any("could not write the decision log" in r.getMessage() for r in caplog.records),
+            noticed(caplog, "could not write the decision log"),
             "the outage to be noticed",
         )
         proxy.restore()
@@ -489,8 +497,10 @@ def test_a_replay_answered_by_another_instance_is_caught_and_counted(
             "twice",
         ]
         original, replay = [r for r in logged if r.original_transaction_id == "twice"]
-        assert original.request_identifier is not None and not original.replay
-        assert replay.replay and replay.request_identifier is None
+        assert original.request_identifier is not None
+        assert not original.replay
+        assert replay.replay
+        assert replay.request_identifier is None
         assert replay.claimed_request_identifier == str(original.request_identifier)
         assert (replay.status, replay.kind, replay.fallback_reason) == (200, "none", "no_choice")
         assert any(
