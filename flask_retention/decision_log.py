@@ -95,11 +95,36 @@ class _Unwritten(Exception):
 
 
 def _writer_loop(ref: weakref.ReferenceType[DecisionLogWriter]) -> None:
-    while True:
+    try:
+        while True:
+            writer = ref()
+            if writer is None or not writer._step():
+                return
+            del writer
+    finally:
         writer = ref()
-        if writer is None or not writer._step():
-            return
-        del writer
+        if writer is not None and writer._thread is threading.current_thread():
+            writer._running = False
+
+
+_WRITERS: weakref.WeakSet[DecisionLogWriter] = weakref.WeakSet()
+_fork_hook_lock = threading.Lock()
+_fork_hook = False
+
+
+def _forked_child() -> None:
+    """In a forked child no writer thread runs: the next record() starts one."""
+    for writer in list(_WRITERS):
+        writer._running = False
+
+
+def _watch_forks(writer: DecisionLogWriter) -> None:
+    global _fork_hook
+    _WRITERS.add(writer)
+    with _fork_hook_lock:
+        if not _fork_hook and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forked_child)
+            _fork_hook = True
 
 
 def _close_at_exit(ref: weakref.ReferenceType[DecisionLogWriter]) -> None:
@@ -133,9 +158,11 @@ class DecisionLogWriter:
         self.batch_size = batch_size
         self.interval = interval
         self._queue: deque[Decision] = deque()
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._running = False  # the writer thread runs in this process (cheaper than is_alive)
         self._pid: int | None = None
         self._stop = False
         self._atexit = False
@@ -160,12 +187,10 @@ class DecisionLogWriter:
         A full queue drops its oldest decision (counted, and logged once per
         outage).
         """
-        thread = self._thread
-        if thread is None or not thread.is_alive():
+        if not self._running:
             self.start()
         first_drop = False
-        cond = self._cond
-        with cond:
+        with self._lock:  # the condition's lock, without Condition's Python-level __enter__
             queue = self._queue
             if len(queue) >= self.max_queue:
                 queue.popleft()
@@ -173,7 +198,7 @@ class DecisionLogWriter:
             queue.append(decision)
             self._recorded += 1
             if len(queue) == self.batch_size:
-                cond.notify()
+                self._cond.notify()
         if first_drop:
             self._warn_full()
 
@@ -196,14 +221,14 @@ class DecisionLogWriter:
 
     @property
     def pending(self) -> int:
-        """Decisions waiting in the queue."""
-        return len(self._queue)
+        """Decisions recorded but not yet written (queued, or in the batch being written)."""
+        return self._recorded - self._settled
 
     def stats(self) -> dict[str, int]:
         """Counts of this process: ``pending``, ``written``, ``dropped``, ``replays``."""
         with self._cond:
             return {
-                "pending": len(self._queue),
+                "pending": self._recorded - self._settled,
                 "written": self.written,
                 "dropped": self.dropped,
                 "replays": self.replays,
@@ -215,6 +240,7 @@ class DecisionLogWriter:
         """Start the writer thread in this process, unless it is running."""
         with self._start_lock:
             if self._thread is not None and self._thread.is_alive():
+                self._running = True
                 return
             pid = os.getpid()
             if self._pid is not None and self._pid != pid:
@@ -225,12 +251,14 @@ class DecisionLogWriter:
             if not self._atexit:
                 self._atexit = True
                 atexit.register(_close_at_exit, weakref.ref(self))
+                _watch_forks(self)
             self._thread = threading.Thread(
                 target=_writer_loop,
                 args=(weakref.ref(self),),
                 name="flask-retention-decision-log",
                 daemon=True,
             )
+            self._running = True
             self._thread.start()
 
     def _after_fork(self) -> None:
@@ -239,7 +267,8 @@ class DecisionLogWriter:
         The lock is new too (another thread of the parent may have held it
         at the fork).
         """
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._queue = deque()
         self._reset_counts()
         try:
