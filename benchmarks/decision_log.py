@@ -24,13 +24,10 @@ import time
 import uuid
 from collections import deque
 from datetime import UTC, datetime
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from flask_retention.db import create_engine, upgrade  # noqa: E402
-from flask_retention.decision_log import DecisionLogWriter  # noqa: E402
-from flask_retention.decisions import Decision  # noqa: E402
+from flask_retention.db import create_engine, upgrade
+from flask_retention.decision_log import DecisionLogWriter
+from flask_retention.decisions import Decision
 
 
 def decisions(count: int) -> list[Decision]:
