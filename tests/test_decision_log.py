@@ -615,3 +615,30 @@ def test_purge_command(database_url: str, app: Flask) -> None:
     finally:
         retention.close(app)
         engine.dispose()
+
+
+def test_missing_tables_are_logged_once_and_requests_still_answer(
+    tmp_path: Path, signer: AppStoreSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flask_retention")
+    url = f"sqlite:///{tmp_path / 'not-migrated.db'}"
+    with retention_app(
+        tmp_path,
+        url,
+        mode="uri",
+        RETENTION_ROOT_CERTIFICATES=[signer.root_pem],
+        RETENTION_APP_APPLE_ID=APP_APPLE_ID,
+        RETENTION_DECISION_LOG_INTERVAL=0.01,
+    ) as (app, retention):
+        retention.selector(lambda req: None)
+        client = app.test_client()
+        for _ in range(3):
+            assert ask(client, signer) == 200
+        wait_for(noticed(caplog, "could not write the decision log"), "the failure")
+        assert writer_of(app).flush(0.1) is False
+        retention.close(app)
+        failures = [r for r in caplog.records if "could not write" in r.getMessage()]
+        assert len(failures) == 1  # once, however many retries
+        assert "did `flask retention init-db` run?" in failures[0].getMessage()
+        assert noticed(caplog, "3 decisions could not be written at exit")()
+        assert writer_of(app).stats() == {"pending": 0, "written": 0, "dropped": 3, "replays": 0}
