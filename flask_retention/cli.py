@@ -85,3 +85,9 @@ def export_command(file: Path) -> None:
     with _expected_failures(file):
         get_state().retention.catalogue.export_file(file)
     click.echo(f"Exported the catalogue to {file}.")
+
+
+from . import (  # noqa: E402  (the command modules need retention_cli, defined above)
+    cli_report,  # noqa: F401
+    cli_simulate,  # noqa: F401
+)
