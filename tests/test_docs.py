@@ -2,7 +2,7 @@
 
 Samples are the fenced ``python`` blocks of ``docs/**/*.md`` and ``README.md``.
 Each file's blocks run in order, in one namespace, in a temporary directory;
-afterwards every ``Retention`` left in the namespace is closed.
+afterwards every ``Retention`` the page initialised is closed.
 An HTML comment on the line before a block tells this test what to do with it:
 
 - ``<!-- docs-test: skip REASON -->``: do not run this Python block (a
@@ -26,7 +26,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import pytest
+from flask import Flask
 
 from flask_retention import Retention
 from flask_retention.config import DEFAULTS
@@ -131,6 +133,15 @@ def test_samples_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             if missing:
                 pytest.skip(f'{", ".join(missing)} not installed (pip install -e ".[docs]")')
     monkeypatch.chdir(tmp_path)
+    # Every Retention a page initialises is closed afterwards (pages don't show this chore).
+    made: list[Retention] = []
+    init_app = Retention.init_app
+
+    def recording_init_app(self: Retention, app: Flask) -> None:
+        made.append(self)
+        init_app(self, app)
+
+    monkeypatch.setattr(Retention, "init_app", recording_init_app)
     saved_environ = dict(os.environ)
     namespace: dict[str, object] = {"__name__": f"docs_sample_{path.stem}"}
     ran = 0
@@ -148,10 +159,8 @@ def test_samples_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     finally:
         os.environ.clear()
         os.environ.update(saved_environ)
-        # Stop the selector workers of the apps a page made (pages don't show this chore).
-        for value in namespace.values():
-            if isinstance(value, Retention):
-                value.close()
+        for retention in made:
+            retention.close()
     assert ran
 
 
@@ -196,6 +205,29 @@ def test_configuration_page_states_each_default() -> None:
         row = re.search(rf"^\| `{key}` \| (?P<default>[^|]+) \|", page, re.MULTILINE)
         assert row is not None, key
         assert f"`{default!r}`".replace("'", '"') in row["default"], (key, row["default"])
+
+
+_COMMAND = re.compile(r"flask (?:--app \S+ )?retention((?: [a-z][a-z-]*)+)")
+
+
+def test_every_command_the_docs_name_exists() -> None:
+    """``flask retention X [Y]`` in the docs and README names a real command."""
+    from flask_retention.cli import retention_cli
+
+    named = []
+    for path in markdown_files():
+        text = path.read_text(encoding="utf-8")
+        for match in _COMMAND.finditer(text):
+            command: click.Command = retention_cli
+            words = match[1].split()
+            for word in words:
+                if not isinstance(command, click.Group):
+                    break  # the rest are arguments
+                sub = command.commands.get(word)
+                assert sub is not None, f"{path.name}: no command {match[0]!r}"
+                command = sub
+            named.append(match[0])
+    assert named
 
 
 def _have_sphinx() -> bool:
