@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import sqlalchemy as sa
-import sqlalchemy.orm
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, current_app
+from sqlalchemy.orm import configure_mappers
 
 from flask_retention import Message, PromotionalOffer, RealtimeRequest, Retention, SwitchPlan
 from flask_retention.catalogue import Catalogue
@@ -196,7 +195,7 @@ def create_app(
 
     retention.init_app(app)
     app.extensions[EXAMPLE_KEY] = models.create_engine(app.config["EXAMPLE_DATABASE_URI"])
-    sa.orm.configure_mappers()
+    configure_mappers()
 
     @app.get("/")
     def index() -> dict[str, Any]:
