@@ -76,6 +76,17 @@ def _engine() -> Any:
     return current_app.extensions[EXAMPLE_KEY]
 
 
+def offer_for(
+    subscription: models.Subscription, today: date
+) -> Message | SwitchPlan | PromotionalOffer:
+    """The example's rules for a known subscriber, in order."""
+    if subscription.plan == "monthly" and subscription.tenure_months >= LONG_TENURE_MONTHS:
+        return SwitchPlan("switch-to-yearly", product_id=models.YEARLY)
+    if subscription.lapsed(today, LAPSED_DAYS):
+        return PromotionalOffer("come-back", offer_id=COME_BACK_OFFER_ID)
+    return Message("winback")
+
+
 @retention.selector
 def choose(req: RealtimeRequest) -> Message | SwitchPlan | PromotionalOffer | None:
     """Choose with the example's own data: long-tenure monthly subscribers see the yearly
@@ -83,11 +94,7 @@ def choose(req: RealtimeRequest) -> Message | SwitchPlan | PromotionalOffer | No
     subscription = models.find_subscription(_engine(), req.original_transaction_id)
     if subscription is None:
         return None
-    if subscription.plan == "monthly" and subscription.tenure_months >= LONG_TENURE_MONTHS:
-        return SwitchPlan("switch-to-yearly", product_id=models.YEARLY)
-    if subscription.lapsed(date.today(), LAPSED_DAYS):
-        return PromotionalOffer("come-back", offer_id=COME_BACK_OFFER_ID)
-    return Message("winback")
+    return offer_for(subscription, date.today())
 
 
 def ensure_offer_key(path: Path) -> bool:
@@ -199,15 +206,17 @@ def create_app(
 
     @app.get("/")
     def index() -> dict[str, Any]:
+        today = date.today()
         subscribers = [
             {
-                "original_transaction_id": sample.original_transaction_id,
-                "name": sample.name,
-                "plan": sample.plan,
-                "tenure_months": sample.tenure_months,
-                "selector_gives": sample.expect,
+                "original_transaction_id": sub.original_transaction_id,
+                "name": sub.user.name,
+                "plan": sub.plan,
+                "tenure_months": sub.tenure_months,
+                "last_active_on": sub.last_active_on.isoformat(),
+                "selector_gives": type(offer_for(sub, today)).__name__,
             }
-            for sample in models.SAMPLES
+            for sub in models.all_subscriptions(app.extensions[EXAMPLE_KEY])
         ]
         return {
             "service": "flask-retention example subscription backend",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, joinedload, mapped_column, relationship
 
 MONTHLY = "com.example.monthly"
 YEARLY = "com.example.yearly"
@@ -62,7 +62,8 @@ class Sample:
     expect: str
 
 
-#: The seeded subscribers. ``expect`` names the selector's rule, for the index page.
+#: The seeded subscribers; ``expect`` names the rule the selector applies on the day they
+#: are added (``last_active_on`` is fixed then, so they lapse as days go by).
 SAMPLES: tuple[Sample, ...] = (
     Sample("1000000000000001", "Ada", "ada@example.com", "monthly", 18, 1, "SwitchPlan"),
     Sample("1000000000000002", "Ben", "ben@example.com", "monthly", 4, 45, "PromotionalOffer"),
@@ -106,6 +107,18 @@ def seed(engine: sa.Engine, today: date | None = None) -> int:
             )
             added += 1
     return added
+
+
+def all_subscriptions(engine: sa.Engine) -> list[Subscription]:
+    """Every subscription with its user, in original transaction ID order."""
+    with Session(engine, expire_on_commit=False) as session:
+        return list(
+            session.scalars(
+                sa.select(Subscription)
+                .options(joinedload(Subscription.user))
+                .order_by(Subscription.original_transaction_id)
+            )
+        )
 
 
 def find_subscription(engine: sa.Engine, original_transaction_id: str) -> Subscription | None:

@@ -227,6 +227,8 @@ def test_lapsed_is_measured_from_today(make_app: Any, signer: AppStoreSigner) ->
     assert ask(app, signer, "1000000000000002") == {
         "message": {"messageIdentifier": message_uuid(app, "winback")}
     }
+    page = app.test_client().get("/").json
+    assert [s["selector_gives"] for s in page["subscribers"]][1] == "Message"
 
 
 def test_requests_signed_by_an_untrusted_chain_are_refused(make_app: Any) -> None:
@@ -240,6 +242,9 @@ def test_index_lists_subscribers_and_the_commands_to_try(make_app: Any) -> None:
     page = app.test_client().get("/").json
     assert page["retention_endpoint"] == "/retention/realtime"
     assert page["environment"] == "Sandbox"
+    assert [s["selector_gives"] for s in page["subscribers"]] == [
+        sample.expect for sample in models.SAMPLES
+    ]
     assert [s["selector_gives"] for s in page["subscribers"]] == [
         "SwitchPlan",
         "PromotionalOffer",
