@@ -26,10 +26,11 @@ import uuid
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
+import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, current_app
@@ -42,6 +43,9 @@ from flask_retention.extension import get_state
 from flask_retention.snapshot import CatalogueSnapshot
 
 from . import models
+
+if TYPE_CHECKING:
+    from flask_retention.testing import AppStoreSigner
 
 HERE = Path(__file__).resolve().parent
 CATALOGUE_FILE = HERE / "catalogue.toml"
@@ -72,8 +76,10 @@ TRY_COMMANDS = (
 retention = Retention()
 
 
-def _engine() -> Any:
-    return current_app.extensions[EXAMPLE_KEY]
+def _engine() -> sa.Engine:
+    """The example's own database engine (not flask-retention's)."""
+    engine: sa.Engine = current_app.extensions[EXAMPLE_KEY]
+    return engine
 
 
 def offer_for(
@@ -242,7 +248,7 @@ def create_app(
 
 def send_example_request(
     app: Flask,
-    signer: Any,
+    signer: AppStoreSigner,
     original_transaction_id: str,
     *,
     product_id: str = models.MONTHLY,
