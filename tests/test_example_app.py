@@ -156,13 +156,9 @@ def test_lapsed_subscriber_gets_a_signed_promotional_offer(
     key = serialization.load_pem_private_key(
         (instance / example.OFFER_KEY_FILE).read_bytes(), password=None
     )
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
     token = offer["promotionalOfferSignatureV2"]
-    claims = jwt.decode(
-        token,
-        key.public_key(),
-        algorithms=["ES256"],
-        audience="promotional-offer",  # type: ignore[arg-type]
-    )
+    claims = jwt.decode(token, key.public_key(), algorithms=["ES256"], audience="promotional-offer")
     assert jwt.get_unverified_header(token)["kid"] == "LOCALSTANDIN"
     assert claims["offerIdentifier"] == example.COME_BACK_OFFER_ID
     assert claims["productId"] == "com.example.monthly"

@@ -98,14 +98,14 @@ def test_wheel_metadata_is_complete(wheel: Path) -> None:
     assert meta["Requires-Python"] == ">=3.11"
     assert meta["Description-Content-Type"] == "text/markdown"
     assert "## Two commands for a newcomer" in meta.get_payload()
-    classifiers = meta.get_all("Classifier")
+    classifiers = meta.get_all("Classifier") or []
     assert "Framework :: Flask" in classifiers
     assert "Typing :: Typed" in classifiers
-    urls = {u.split(",")[0] for u in meta.get_all("Project-URL")}
+    urls = {u.split(",")[0] for u in meta.get_all("Project-URL") or []}
     assert {"Homepage", "Documentation", "Changes", "Source"} <= urls
     runtime = {
         r.split(">")[0].split("=")[0].split("[")[0].strip().lower()
-        for r in meta.get_all("Requires-Dist")
+        for r in meta.get_all("Requires-Dist") or []
         if "extra ==" not in r
     }
     assert runtime == RUNTIME_DEPENDENCIES
