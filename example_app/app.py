@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 from sqlalchemy.orm import configure_mappers
 
 from flask_retention import Message, PromotionalOffer, RealtimeRequest, Retention, SwitchPlan
@@ -184,7 +185,8 @@ def how_to_try() -> str:
 def create_app(
     test_config: Mapping[str, Any] | None = None, *, instance_path: str | None = None
 ) -> Flask:
-    """The example app; ``test_config`` overrides its configuration."""
+    """The example app; ``FLASK_*`` environment variables, then ``test_config``, override
+    its configuration."""
     app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
     instance = Path(app.instance_path)
     app.config.from_mapping(
@@ -201,6 +203,8 @@ def create_app(
         # Trust the local dev CA of `flask retention dev-ca` (refused with Production).
         RETENTION_TRUST_DEV_CA=True,
     )
+    # Any key can be set from the environment, e.g. FLASK_RETENTION_SELECTOR_TIMEOUT=1.
+    app.config.from_prefixed_env()
     if test_config is not None:
         app.config.from_mapping(test_config)
     if app.config["RETENTION_PRIVATE_KEY_PATH"] == str(instance / OFFER_KEY_FILE):
@@ -280,6 +284,7 @@ def send_example_request(
 
 
 @click.command("example-request")
+@with_appcontext
 @click.argument("original_transaction_id", default="1000000000000001")
 @click.option("--product-id", default=models.MONTHLY, show_default=True)
 @click.option("--locale", default="en-US", show_default=True)

@@ -26,7 +26,7 @@ from example_app import make_images, models
 from flask_retention.catalogue import Catalogue
 from flask_retention.extension import get_state
 from flask_retention.png import read_png_info
-from flask_retention.testing import AppStoreSigner
+from flask_retention.testing import AppStoreSigner, serve
 from flask_retention.validation import CatalogueError, load_catalogue_file
 
 EXAMPLE_DIR = Path(example.__file__).parent
@@ -292,3 +292,77 @@ def test_bad_catalogue_stops_the_start_with_the_reason(make_app: Any, tmp_path: 
     bad.write_text(json.dumps({"messages": [{"name": "x", "header": "h" * 67, "body": "b"}]}))
     with pytest.raises(CatalogueError, match="66"):
         make_app(EXAMPLE_CATALOGUE=str(bad))
+
+
+# -- the commands the example prints (dev CA, simulate, example-request) ---------
+
+
+@pytest.fixture
+def dev_app(make_app: Any) -> Flask:
+    """The example as a newcomer runs it: trusting the dev CA (Apple's root otherwise)."""
+    return make_app(RETENTION_TRUST_DEV_CA=True, RETENTION_ROOT_CERTIFICATES=None)
+
+
+def test_example_request_prints_the_answer_signed_by_the_dev_ca(dev_app: Flask) -> None:
+    runner = dev_app.test_cli_runner()
+    assert runner.invoke(args=["retention", "dev-ca"]).exit_code == 0
+    result = runner.invoke(args=["example-request", "1000000000000002"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["promotionalOffer"]["messageIdentifier"] == message_uuid(dev_app, "come-back")
+    assert "HTTP 200" in result.stderr
+
+
+def test_example_request_without_a_dev_ca_says_how_to_make_one(dev_app: Flask) -> None:
+    result = dev_app.test_cli_runner().invoke(args=["example-request"])
+    assert result.exit_code == 1
+    assert "flask retention dev-ca" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_printed_commands_work_against_the_running_server(dev_app: Flask) -> None:
+    """dev-ca, then simulate and example-request --url against the app served on loopback."""
+    runner = dev_app.test_cli_runner()
+    assert runner.invoke(args=["retention", "dev-ca"]).exit_code == 0
+    with serve(dev_app) as base_url:
+        url = base_url + dev_app.config["RETENTION_ENDPOINT"]
+        simulated = runner.invoke(
+            args=[
+                "retention",
+                "simulate",
+                "--requests",
+                "20",
+                "--url",
+                url,
+                "--json",
+                # the verdict is tested here, not speed: a loaded machine must not flake it
+                "--threshold-ms",
+                "10000",
+            ]
+        )
+        one = runner.invoke(args=["example-request", "1000000000000001", "--url", url])
+    assert simulated.exit_code == 0, simulated.output
+    result = json.loads(simulated.stdout)
+    assert result["result"] == "PASS"
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.stdout)["alternateProduct"]["productId"] == "com.example.yearly"
+
+
+def test_example_request_to_an_unreachable_url_fails_with_one_line(dev_app: Flask) -> None:
+    runner = dev_app.test_cli_runner()
+    assert runner.invoke(args=["retention", "dev-ca"]).exit_code == 0
+    with serve(dev_app) as base_url:
+        pass  # a port that was just free, now closed
+    result = runner.invoke(args=["example-request", "--url", base_url + "/retention/realtime"])
+    assert result.exit_code == 1
+    assert "cannot reach" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_configuration_from_flask_environment_variables(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLASK_RETENTION_MAX_REQUEST_AGE", "60")
+    app = make_app()
+    assert app.config["RETENTION_MAX_REQUEST_AGE"] == 60
+    assert get_state(app).settings.max_request_age == 60
