@@ -72,6 +72,7 @@ TRY_COMMANDS = (
     "flask --app example_app.app run",
     "flask --app example_app.app retention simulate --requests 20",
     "flask --app example_app.app example-request 1000000000000002",
+    "flask --app example_app.app retention report",
 )
 
 retention = Retention()
@@ -178,6 +179,7 @@ def how_to_try() -> str:
         "  one request, answer printed:  " + TRY_COMMANDS[3],
         "     (works without the server; add --url http://127.0.0.1:5000/retention/realtime",
         "      to send it to the running one)",
+        "  what was answered, and why:   " + TRY_COMMANDS[4],
     ]
     return "\n".join(lines)
 

@@ -366,3 +366,17 @@ def test_configuration_from_flask_environment_variables(
     app = make_app()
     assert app.config["RETENTION_MAX_REQUEST_AGE"] == 60
     assert get_state(app).settings.max_request_age == 60
+
+
+def test_report_shows_what_example_requests_were_answered(dev_app: Flask) -> None:
+    runner = dev_app.test_cli_runner()
+    assert runner.invoke(args=["retention", "dev-ca"]).exit_code == 0
+    for otid in ("1000000000000001", "1000000000000002", "1000000000000003", "42"):
+        assert runner.invoke(args=["example-request", otid]).exit_code == 0
+    example.retention.close(dev_app)  # flushes the decision log
+    result = runner.invoke(args=["retention", "report", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["totals"]["requests"] == 4
+    assert report["totals"]["answered"] == 4
+    assert report["fallbacks"] == {"no_choice": 1}
