@@ -85,3 +85,9 @@ def export_command(file: Path) -> None:
     with _expected_failures(file):
         get_state().retention.catalogue.export_file(file)
     click.echo(f"Exported the catalogue to {file}.")
+
+
+# -- command modules (each adds its commands to retention_cli on import) -------------------
+
+from . import cli_catalogue  # noqa: E402,F401,I001
+from . import cli_sync  # noqa: E402,F401

@@ -811,3 +811,76 @@ def wait_estimate(seconds: float) -> str:
         return f"{minutes} min {secs} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+# -- status ---------------------------------------------------------------------------
+
+
+def sync_status(catalogue: Catalogue, environment: str) -> dict[str, Any]:
+    """The catalogue beside Apple's state in ``environment``, as the last sync recorded it.
+
+    Lists every current version and every older one still at Apple, the
+    defaults (local name, the version Apple holds), the real-time URL and
+    the last performance test. No call to Apple.
+    """
+    from .golive import last_performance_test
+
+    def versions(items: Iterable[StoredImage] | Iterable[StoredMessage]) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": v.name,
+                "version": v.version,
+                "uuid": str(v.uuid),
+                "current": not v.retired,
+                "apple_state": v.state(environment),
+            }
+            for v in items
+            if not v.retired or v.state(environment) is not None
+        ]
+
+    messages = catalogue.message_versions()
+    by_uuid = {m.uuid: m for m in messages}
+    apple_defaults = catalogue.apple_defaults(environment)
+    defaults = []
+    for default in catalogue.list_defaults():
+        ident = apple_defaults.get((default.product_id, default.locale))
+        held = by_uuid.get(ident) if ident is not None else None
+        defaults.append(
+            {
+                "product_id": default.product_id,
+                "locale": default.locale,
+                "message": default.message,
+                "apple": None
+                if ident is None
+                else {
+                    "uuid": str(ident),
+                    "name": None if held is None else held.name,
+                    "version": None if held is None else held.version,
+                },
+            }
+        )
+    local_slots = {(d["product_id"], d["locale"]) for d in defaults}
+    for (product_id, locale), ident in sorted(apple_defaults.items()):
+        if (product_id, locale) not in local_slots:
+            held = by_uuid.get(ident)
+            defaults.append(
+                {
+                    "product_id": product_id,
+                    "locale": locale,
+                    "message": None,
+                    "apple": {
+                        "uuid": str(ident),
+                        "name": None if held is None else held.name,
+                        "version": None if held is None else held.version,
+                    },
+                }
+            )
+    test = last_performance_test(catalogue.engine, environment)
+    return {
+        "environment": environment,
+        "images": versions(catalogue.image_versions()),
+        "messages": versions(messages),
+        "defaults": defaults,
+        "realtime_url": catalogue.realtime_url(environment),
+        "last_performance_test": None if test is None else test.to_json(),
+    }
