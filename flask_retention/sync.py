@@ -312,7 +312,7 @@ def make_plan(
         state = remote_images.get(image.uuid)
         if state is None:
             steps.append(SyncStep("upload_image", image.uuid, image.name, image.version))
-        if state != APPROVED:
+        if state is not None and state != APPROVED:
             note = PlanNote(
                 "image", image.name, image.version, image.uuid, state, _state_text(state)
             )
@@ -321,7 +321,7 @@ def make_plan(
         state = remote_messages.get(message.uuid)
         if state is None:
             steps.append(SyncStep("upload_message", message.uuid, message.name, message.version))
-        if state != APPROVED:
+        if state is not None and state != APPROVED:
             note = PlanNote(
                 "message", message.name, message.version, message.uuid, state, _state_text(state)
             )
