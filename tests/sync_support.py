@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -138,3 +139,31 @@ def writes(store: FakeAppStore, since: int = 0) -> list[RecordedRequest]:
 
 def endpoints(requests: list[RecordedRequest]) -> list[str | None]:
     return [r.endpoint for r in requests]
+
+
+class InFlight:
+    """WSGI middleware counting requests in progress, so a test can wait for them to end.
+
+    The performance test stops waiting for an answer at its threshold, but
+    the endpoint's request thread goes on; the app must not be closed under it.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.active = 0
+        self._changed = threading.Condition()
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        with self._changed:
+            self.active += 1
+        try:
+            return list(self.app(environ, start_response))
+        finally:
+            with self._changed:
+                self.active -= 1
+                self._changed.notify_all()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no request is in progress; ``False`` on time-out."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.active == 0, timeout)

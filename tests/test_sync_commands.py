@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,7 +22,17 @@ from flask_retention.models import Decision, PerformanceTest, SyncLock, utcnow
 from flask_retention.sync import SyncLockedError, acquire_sync_lock
 from flask_retention.testing import AppStoreSigner, FakeAppStore, serve
 
-from .sync_support import LOCALE, PRODUCT, build_catalogue, fails, invoke, ok, sync_app, writes
+from .sync_support import (
+    LOCALE,
+    PRODUCT,
+    InFlight,
+    build_catalogue,
+    fails,
+    invoke,
+    ok,
+    sync_app,
+    writes,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -191,9 +202,11 @@ def test_production_realtime_url_needs_a_passed_test_first(
 def test_perf_test_passes_against_the_served_endpoint(
     runner: FlaskCliRunner, app: Flask, fake_app_store: FakeAppStore, engine: sa.Engine
 ) -> None:
-    with serve(app) as url:
+    endpoint = InFlight(app)
+    with serve(endpoint) as url:
         fake_app_store.realtime_url = f"{url}/retention/realtime"
         result = ok(invoke(runner, "perf-test", "2000000123"))
+        assert endpoint.wait_idle()
     assert "Started performance test" in result.output
     assert "Result: PASS" in result.output
     assert "Success rate: 100%" in result.output
@@ -226,9 +239,11 @@ def test_perf_test_passes_against_the_served_endpoint(
 def test_perf_test_fails_when_the_endpoint_is_slower_than_the_threshold(
     runner: FlaskCliRunner, app: Flask, fake_app_store: FakeAppStore, engine: sa.Engine
 ) -> None:
-    with serve(app) as url:
+    endpoint = InFlight(app)
+    with serve(endpoint) as url:
         fake_app_store.realtime_url = f"{url}/retention/realtime"
         result = invoke(runner, "perf-test", "2000000123")
+        assert endpoint.wait_idle()
     reason = fails(result)
     assert "the performance test failed" in reason
     assert "Result: FAIL" in result.output
@@ -241,13 +256,17 @@ def test_perf_test_fails_when_the_endpoint_is_slower_than_the_threshold(
 def test_perf_test_no_wait_then_result(
     runner: FlaskCliRunner, app: Flask, fake_app_store: FakeAppStore
 ) -> None:
-    with serve(app) as url:
+    endpoint = InFlight(app)
+    with serve(endpoint) as url:
         fake_app_store.realtime_url = f"{url}/retention/realtime"
         started = ok(invoke(runner, "perf-test", "2000000123", "--no-wait"))
         request_id = started.output.split("--result ")[1].split("`")[0]
-        for run in list(fake_app_store._runs.values()):
-            assert run.wait(30)
-        result = ok(invoke(runner, "perf-test", "--result", request_id))
+        for _ in range(600):
+            result = ok(invoke(runner, "perf-test", "--result", request_id))
+            if "still running" not in result.output:
+                break
+            time.sleep(0.05)
+        assert endpoint.wait_idle()
     assert "Result: PASS" in result.output
 
 
