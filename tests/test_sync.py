@@ -269,3 +269,35 @@ def test_sync_json_reports_what_it_applied(
     ]
     assert report["waiting"] == []
     assert report["remaining"] == []
+
+
+@pytest.mark.parametrize("stop_after", [1, 3, 4])
+def test_a_sync_stopped_by_ctrl_c_anywhere_finishes_on_the_next_run(
+    app: Flask,
+    runner: FlaskCliRunner,
+    tmp_path: Path,
+    fake_app_store: FakeAppStore,
+    stop_after: int,
+) -> None:
+    from flask_retention.api import client_from_app
+    from flask_retention.extension import get_state
+    from flask_retention.sync import SyncProgress, acquire_sync_lock, run_sync
+
+    build_catalogue(runner, tmp_path)
+
+    def interrupt(progress: SyncProgress) -> None:
+        if progress.done == stop_after:
+            raise KeyboardInterrupt
+
+    with app.app_context(), client_from_app(environment="Sandbox") as client:
+        catalogue = get_state().retention.catalogue
+        with pytest.raises(KeyboardInterrupt):
+            run_sync(catalogue, client, progress=interrupt)
+        assert len(writes(fake_app_store)) == stop_after
+        acquire_sync_lock(catalogue.engine, "Sandbox").release()  # the lock was given back
+        result = run_sync(catalogue, client)
+        assert result.complete
+        assert len(result.steps) == 5 - stop_after
+        assert run_sync(catalogue, client).steps == ()
+    assert [r.status for r in writes(fake_app_store)] == [200] * 5
+    assert len(fake_app_store.defaults) == 1
