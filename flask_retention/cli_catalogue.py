@@ -108,7 +108,7 @@ def image_group() -> None:
     help="FULL_SIZE (3840 wide, 160-2160 high) or BULLET_POINT (1024x1024); inferred if omitted.",
 )
 def image_add_command(path: Path, name: str, size: str | None) -> None:
-    """Add the PNG at PATH as image NAME (checked: PNG, no alpha, Apple's sizes).
+    """Add the PNG at PATH as the image named --name (checked: PNG, no alpha, Apple's sizes).
 
     Adding a name again with other bytes makes a new version, and a new
     version of every message that uses it; `sync` uploads them.
@@ -205,7 +205,7 @@ def message_add_command(
     header_position: str | None,
     bullets: tuple[tuple[str, str, str], ...],
 ) -> None:
-    """Add message NAME (checked: Apple's lengths and rules).
+    """Add the message named --name (checked: Apple's lengths and rules).
 
     Apple cannot edit a message: adding a name again with other content
     makes a new version with a new UUID; `sync` uploads it and moves the
@@ -282,7 +282,7 @@ def message_retire_command(name: str, yes: bool) -> None:
 # -- defaults ---------------------------------------------------------------------------
 
 
-@retention_cli.group("default")
+@retention_cli.group("default", short_help="Choose or remove default messages.")
 def default_group() -> None:
     """Choose the default message Apple shows for a product and locale."""
 

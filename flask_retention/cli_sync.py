@@ -80,7 +80,7 @@ def _print_notes(plan: Any) -> None:
                 click.echo(f"  {note.describe()}")
 
 
-@retention_cli.command("sync")
+@retention_cli.command("sync", short_help="Sync the catalogue with Apple (plan, upload, defaults).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing on either side.")
 @click.option("--prune", is_flag=True, help="Also delete images and messages unknown here.")
 @environment_option
@@ -162,7 +162,7 @@ def sync_command(
 # -- status -----------------------------------------------------------------------------
 
 
-@retention_cli.command("status")
+@retention_cli.command("status", short_help="Show the catalogue beside Apple's state.")
 @environment_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def status_command(environment: str | None, as_json: bool) -> None:
@@ -240,7 +240,7 @@ def status_command(environment: str | None, as_json: bool) -> None:
 # -- real-time URL ----------------------------------------------------------------------
 
 
-@retention_cli.group("realtime-url")
+@retention_cli.group("realtime-url", short_help="Configure, show or delete Apple's real-time URL.")
 def realtime_url_group() -> None:
     """Configure, show or delete the URL Apple calls for real-time messages."""
 
@@ -312,7 +312,7 @@ def _print_result(result: Any) -> None:
         table(["REASON", "COUNT"], [[str(k), v] for k, v in sorted(result.failures.items())])
 
 
-@retention_cli.command("perf-test")
+@retention_cli.command("perf-test", short_help="Run Apple's performance test (sandbox).")
 @click.argument("original_transaction_id", required=False)
 @click.option("--no-wait", is_flag=True, help="Start the test, print its request ID and return.")
 @click.option("--result", "request_id", default=None, help="Fetch the result of REQUEST_ID.")
@@ -387,7 +387,7 @@ def perf_test_command(
 # -- check ------------------------------------------------------------------------------
 
 
-@retention_cli.command("check")
+@retention_cli.command("check", short_help="Check config, keys, database and catalogue.")
 @environment_option
 def check_command(environment: str | None) -> None:
     """Check configuration, keys, certificates, database and catalogue; exit 1 on problems.
