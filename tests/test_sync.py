@@ -301,3 +301,25 @@ def test_a_sync_stopped_by_ctrl_c_anywhere_finishes_on_the_next_run(
         assert run_sync(catalogue, client).steps == ()
     assert [r.status for r in writes(fake_app_store)] == [200] * 5
     assert len(fake_app_store.defaults) == 1
+
+
+def test_progress_counts_steps_and_estimates_from_the_clients_pacing(
+    app: Flask, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    from flask_retention.api import client_from_app
+    from flask_retention.extension import get_state
+    from flask_retention.sync import SyncProgress, plan_sync, run_sync
+
+    build_catalogue(runner, tmp_path)
+    seen: list[SyncProgress] = []
+    with app.app_context(), client_from_app(environment="Sandbox") as client:
+        catalogue = get_state().retention.catalogue
+        plan = plan_sync(catalogue, client)
+        interval = client.limit("upload_image").interval
+        assert plan.estimate(client) == pytest.approx(interval * 1 + interval * 1)
+        assert plan.estimate() == pytest.approx(20.0)  # Apple's sandbox pacing: 10 s apart
+        run_sync(catalogue, client, progress=seen.append, plan=plan)
+    assert [(p.done, p.total) for p in seen] == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 5), (5, 5)]
+    assert seen[-1].step is None
+    assert seen[-1].eta == 0
+    assert all(p.eta >= 0 for p in seen)
