@@ -323,3 +323,30 @@ def test_progress_counts_steps_and_estimates_from_the_clients_pacing(
     assert seen[-1].step is None
     assert seen[-1].eta == 0
     assert all(p.eta >= 0 for p in seen)
+
+
+def test_a_changed_image_replaces_its_messages_and_the_old_image_goes_last(
+    runner: FlaskCliRunner, tmp_path: Path, fake_app_store: FakeAppStore
+) -> None:
+    from .catalogue_support import full_png
+
+    build_catalogue(runner, tmp_path)
+    ok(invoke(runner, "sync"))
+    old_images = set(fake_app_store.images)
+    hero = tmp_path / "hero2.png"
+    hero.write_bytes(full_png(color=(200, 30, 30)))
+    ok(invoke(runner, "image", "add", str(hero), "--name", "hero"))
+    before = len(fake_app_store.requests)
+    ok(invoke(runner, "sync"))
+    assert endpoints(writes(fake_app_store, before)) == [
+        "upload_image",
+        "upload_message",
+        "configure_default_message",
+        "delete_message",
+        "delete_image",
+    ]
+    assert len(fake_app_store.images) == 2
+    assert len(old_images & set(fake_app_store.images)) == 1
+    before = len(fake_app_store.requests)
+    ok(invoke(runner, "sync"))
+    assert writes(fake_app_store, before) == []
