@@ -87,7 +87,9 @@ def export_command(file: Path) -> None:
     click.echo(f"Exported the catalogue to {file}.")
 
 
-# -- command modules (each adds its commands to retention_cli on import) -------------------
-
-from . import cli_catalogue  # noqa: E402,F401,I001
-from . import cli_sync  # noqa: E402,F401
+from . import (  # noqa: E402  (the command modules need retention_cli, defined above)
+    cli_catalogue,  # noqa: F401
+    cli_report,  # noqa: F401
+    cli_simulate,  # noqa: F401
+    cli_sync,  # noqa: F401
+)
