@@ -88,6 +88,8 @@ def export_command(file: Path) -> None:
 
 
 from . import (  # noqa: E402  (the command modules need retention_cli, defined above)
+    cli_catalogue,  # noqa: F401
     cli_report,  # noqa: F401
     cli_simulate,  # noqa: F401
+    cli_sync,  # noqa: F401
 )

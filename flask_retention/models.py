@@ -240,6 +240,22 @@ class PerformanceTest(Base):
     updated_at: Mapped[datetime | None]
 
 
+class SyncLock(Base):
+    """The lock that lets one sync at a time talk to Apple for an environment.
+
+    A sync inserts its row, refreshes ``heartbeat_at`` after each step and
+    deletes the row at the end; a row whose heartbeat is older than the
+    stale-lock timeout belongs to a sync that died and is taken over.
+    """
+
+    __tablename__ = "retention_sync_locks"
+
+    environment: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    owner: Mapped[str] = mapped_column(sa.String(200))
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Decision(Base):
     """One real-time request and what was answered, and why.
 
