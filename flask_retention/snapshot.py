@@ -160,6 +160,7 @@ def _refresh_loop(
         if snapshot is None:
             return
         snapshot._tick()
+        snapshot._attempted.set()
         del snapshot
         if stop.wait(interval):
             return
@@ -174,14 +175,25 @@ class CatalogueSnapshot:
     """A :class:`~flask_retention.lookup.CatalogueLookup` refreshed in the background.
 
     ``engine`` is called (in the refresh thread) to get the database engine.
-    Until the first successful load it behaves as an empty catalogue. Call
-    :meth:`refresh` to load synchronously (at start-up, in tests) and
-    :meth:`close` to stop the thread (the next lookup starts it again).
+    The first lookup in a process starts the thread and waits at most
+    ``first_load_wait`` seconds for its first load, so that a fresh worker's
+    first request does not miss the catalogue; until a load succeeds it
+    behaves as an empty catalogue. Call :meth:`refresh` to load synchronously
+    (at start-up, in tests) and :meth:`close` to stop the thread (the next
+    lookup starts it again).
     """
 
-    def __init__(self, engine: Callable[[], sa.Engine], *, interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: Callable[[], sa.Engine],
+        *,
+        interval: float = 5.0,
+        first_load_wait: float = 0.2,
+    ) -> None:
         self._engine = engine
         self.interval = interval
+        self.first_load_wait = first_load_wait
+        self._attempted = threading.Event()
         self._view: CatalogueView = EMPTY_VIEW
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
@@ -205,6 +217,10 @@ class CatalogueSnapshot:
         if thread is None or not thread.is_alive():
             self.start()
         return self._view.defaults.get((product_id, locale, environment))
+
+    def _await_first_load(self) -> None:
+        if self._view is EMPTY_VIEW and not self._attempted.is_set():
+            self._attempted.wait(self.first_load_wait)
 
     # -- state ---------------------------------------------------------------
 
@@ -272,6 +288,7 @@ class CatalogueSnapshot:
                 daemon=True,
             )
             self._thread.start()
+        self._await_first_load()
 
     def _after_fork(self) -> None:
         """In a forked worker, drop the parent's pooled connections without closing them.

@@ -62,9 +62,11 @@ def app(tmp_path: Path, config: dict[str, object]) -> Flask:
 
 
 @pytest.fixture
-def retention(app: Flask) -> Retention:
-    """The extension, initialised on ``app``."""
-    return Retention(app)
+def retention(app: Flask) -> Iterator[Retention]:
+    """The extension, initialised on ``app``; its threads are stopped afterwards."""
+    retention = Retention(app)
+    yield retention
+    retention.close(app)
 
 
 @pytest.fixture

@@ -42,7 +42,8 @@ BULLET = png(1024, 1024)
 
 
 def make_token(key: ec.EllipticCurvePrivateKey, **overrides: Any) -> str:
-    """An App Store Server API token; ``overrides`` replace claims (``None`` drops one)."""
+    """An App Store Server API token; ``overrides`` replace claims (``None`` drops one; a
+    callable gets the token's ``iat`` and returns the claim, so times stay relative)."""
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": ISSUER,
@@ -54,7 +55,7 @@ def make_token(key: ec.EllipticCurvePrivateKey, **overrides: Any) -> str:
     headers = {"kid": overrides.pop("kid", KEY_ID), "typ": "JWT"}
     if headers["kid"] is None:
         del headers["kid"]
-    claims.update(overrides)
+    claims.update({k: v(now) if callable(v) else v for k, v in overrides.items()})
     claims = {name: value for name, value in claims.items() if value is not None}
     return jwt.encode(claims, key, algorithm="ES256", headers=headers)
 

@@ -230,6 +230,36 @@ def test_thread_starts_on_first_lookup_and_stops_on_close(
     assert not snap._thread.is_alive()
 
 
+def test_the_first_lookup_waits_for_the_first_load(engine: sa.Engine, catalogue: Catalogue) -> None:
+    """A fresh worker's first request must not miss the catalogue (bounded wait)."""
+    message = catalogue.add_message("plain", "Stay", "Body")
+    snap = CatalogueSnapshot(lambda: engine, interval=60, first_load_wait=30)
+    try:
+        facts = snap.lookup("plain", SANDBOX)
+        assert facts is not None
+        assert facts.uuid == message.uuid
+    finally:
+        snap.close()
+
+
+def test_the_first_lookup_gives_up_waiting_after_first_load_wait(
+    catalogue: Catalogue,
+) -> None:
+    catalogue.add_message("plain", "Stay", "Body")
+    release = threading.Event()
+
+    def slow_engine() -> sa.Engine:
+        release.wait(30)
+        raise RuntimeError("database not reachable yet")
+
+    snap = CatalogueSnapshot(slow_engine, interval=60, first_load_wait=0.01)
+    try:
+        assert snap.lookup("plain", SANDBOX) is None  # empty, not stuck
+    finally:
+        release.set()
+        snap.close()
+
+
 def test_the_extension_installs_a_snapshot_that_starts_lazily(
     database_url: str, tmp_path: Path
 ) -> None:
