@@ -353,6 +353,34 @@ class NotificationReceiver:
         return Received(notification, event, stored)
 
 
+def purge_notifications(engine: sa.Engine, cutoff: datetime, *, batch_size: int = 5000) -> int:
+    """Delete stored notifications signed before ``cutoff`` (aware), ``batch_size`` rows per
+    transaction; returns how many were deleted. ``flask retention purge`` calls it beside
+    the decisions' purge, so outcomes never outlive their decisions' log."""
+    if cutoff.tzinfo is None:
+        raise ValueError("cutoff must be a timezone-aware datetime")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    deleted = 0
+    while True:
+        with engine.begin() as connection:
+            ids = (
+                connection.execute(
+                    sa.select(Notification.id)
+                    .where(Notification.signed_date < cutoff)
+                    .order_by(Notification.id)
+                    .limit(batch_size)
+                )
+                .scalars()
+                .all()
+            )
+            if ids:
+                connection.execute(sa.delete(Notification).where(Notification.id.in_(ids)))
+        deleted += len(ids)
+        if len(ids) < batch_size:
+            return deleted
+
+
 # -- the endpoint ------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from flask_retention import ConfigurationError, NotificationError, Retention, Ve
 from flask_retention.db import upgrade
 from flask_retention.extension import get_state
 from flask_retention.models import Notification
+from flask_retention.notifications import purge_notifications
 from flask_retention.testing import BROKEN_VARIANT_REASONS, AppStoreSigner
 
 from .support import vector
@@ -485,3 +486,18 @@ def test_old_notifications_are_accepted_because_apple_retries_for_days(
     response = post(client, notification(signer, "EXPIRED", "VOLUNTARY", signed_date=old))
     assert response.status_code == 200
     assert len(rows(app)) == 1
+
+
+def test_purge_deletes_notifications_signed_before_the_cutoff_in_batches(
+    app: Flask, client: FlaskClient, signer: AppStoreSigner
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    for days in (20, 15, 12, 2):
+        token = notification(signer, "EXPIRED", "VOLUNTARY", signed_date=now - timedelta(days=days))
+        assert post(client, token).status_code == 200
+    engine = get_state(app).engine
+    assert purge_notifications(engine, now - timedelta(days=10), batch_size=2) == 3
+    assert [r.signed_date for r in rows(app)] == [now - timedelta(days=2)]
+    assert purge_notifications(engine, now - timedelta(days=10)) == 0
+    with pytest.raises(ValueError, match="timezone-aware"):
+        purge_notifications(engine, datetime(2026, 1, 1))
