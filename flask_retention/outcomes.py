@@ -280,7 +280,7 @@ class DecisionRow:
 def load_decisions(
     connection: sa.Connection, since: datetime, until: datetime, environment: str | None
 ) -> list[DecisionRow]:
-    """Answered (``200``) decisions about a subscriber made in ``[since, until)``."""
+    """Answered (``200``) decisions about a subscriber made in ``[since, until]``."""
     from .models import Decision
 
     query = sa.select(
@@ -297,7 +297,7 @@ def load_decisions(
         Decision.status == 200,
         Decision.original_transaction_id.is_not(None),
         Decision.created_at >= since,
-        Decision.created_at < until,
+        Decision.created_at <= until,
     )
     if environment is not None:
         query = query.where(Decision.environment == environment)
@@ -317,7 +317,7 @@ def load_decisions(
 def load_events(
     connection: sa.Connection, since: datetime, until: datetime, environment: str | None
 ) -> list[OutcomeEvent]:
-    """Stored outcome events signed in ``[since, until)``."""
+    """Stored outcome events signed in ``[since, until]``."""
     from .models import Notification
 
     query = sa.select(
@@ -329,7 +329,7 @@ def load_events(
     ).where(
         Notification.original_transaction_id.is_not(None),
         Notification.signed_date >= since,
-        Notification.signed_date < until,
+        Notification.signed_date <= until,
     )
     if environment is not None:
         query = query.where(Notification.environment == environment)
@@ -348,11 +348,14 @@ class OutcomeReport:
     total: OutcomeCounts
     groups: dict[str, dict[str, OutcomeCounts]]
     experiments: dict[str, dict[str, Any]]
+    events: int = 0
+    """Stored notifications of the period that are outcome events (attributed or not)."""
 
     def as_dict(self) -> dict[str, Any]:
-        """``outcomes``, ``experiments`` and ``outcomes_by`` (kind, message, selector)."""
+        """``outcomes`` (with ``events``), ``experiments`` and ``outcomes_by`` (one mapping
+        per group)."""
         return {
-            "outcomes": self.total.as_dict(),
+            "outcomes": {**self.total.as_dict(), "events": self.events},
             "experiments": self.experiments,
             "outcomes_by": {
                 group: {key: counts.as_dict() for key, counts in sorted(values.items())}
@@ -412,4 +415,7 @@ def outcome_report(
         order = list(declared.get(name, ()))  # declared variants count even when unseen
         order += sorted(v for v in seen if v not in order)
         experiments[name] = compare_variants(seen, order)
-    return OutcomeReport(total, {name: dict(values) for name, values in by.items()}, experiments)
+    useful = sum(1 for e in events if event_effect(e.notification_type, e.subtype) is not None)
+    return OutcomeReport(
+        total, {name: dict(values) for name, values in by.items()}, experiments, useful
+    )

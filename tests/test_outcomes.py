@@ -295,6 +295,7 @@ def test_signed_notifications_become_the_outcomes_of_the_right_decisions(
         "kept": 3,
         "pending": 1,
         "save_rate": round(5 / 7, 4),
+        "events": 8,
     }
     by = report.as_dict()["outcomes_by"]
     assert by["kind"]["promotional_offer"]["redeemed_offer"] == 1
