@@ -123,6 +123,9 @@ class Retention:
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
         settings = read_settings(app.config)
+        from .notifications import check_settings, register_notifications
+
+        check_settings(settings)  # before anything is attached to the app
         state = RetentionState(retention=self, settings=settings)
         state.database = Database(app, db=self.db, engine=self.engine, uri=settings.database_uri)
         state.lookup = CatalogueSnapshot(
@@ -131,8 +134,6 @@ class Retention:
         app.extensions[EXTENSION_KEY] = state
         self._states.append(weakref.ref(state))
         register_endpoint(app, state)
-        from .notifications import register_notifications
-
         register_notifications(app, state)
         if settings.cli_group is not None:
             from .cli import retention_cli

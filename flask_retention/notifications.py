@@ -34,6 +34,7 @@ from .models import Notification
 from .realtime import Rejected, read_signed_payload
 
 if TYPE_CHECKING:
+    from .config import Settings
     from .extension import RetentionState
 
 logger = logging.getLogger("flask_retention")
@@ -450,10 +451,8 @@ def _unexpected(e: Exception) -> Response:
     return _error(Rejected(500, "internal_error", "The server failed to handle the notification."))
 
 
-def register_notifications(app: Flask, state: RetentionState) -> None:
-    """Set up the app's receiver, and its endpoint at ``RETENTION_NOTIFICATIONS_ENDPOINT``."""
-    state.notifications = NotificationReceiver(state)
-    settings = state.settings
+def check_settings(settings: Settings) -> None:
+    """Refuse a notifications endpoint without a bundle ID, or on the real-time rule."""
     rule = settings.notifications_endpoint
     if rule is None:
         return
@@ -468,6 +467,15 @@ def register_notifications(app: Flask, state: RetentionState) -> None:
             "RETENTION_NOTIFICATIONS_ENDPOINT must differ from RETENTION_ENDPOINT: Apple calls "
             "them for different things."
         )
+
+
+def register_notifications(app: Flask, state: RetentionState) -> None:
+    """Set up the app's receiver, and its endpoint at ``RETENTION_NOTIFICATIONS_ENDPOINT``."""
+    state.notifications = NotificationReceiver(state)
+    rule = state.settings.notifications_endpoint
+    if rule is None:
+        return
+    check_settings(state.settings)
     blueprint = Blueprint(BLUEPRINT_NAME, __name__)
     blueprint.add_url_rule(rule, "notifications", notifications, methods=list(_METHODS))
     for code in default_exceptions:

@@ -462,8 +462,13 @@ def test_record_notification_needs_the_bundle_id(app: Flask, signer: AppStoreSig
 
 def test_the_endpoint_needs_the_bundle_id(app: Flask) -> None:
     app.config["RETENTION_BUNDLE_ID"] = None
+    retention = Retention()
     with pytest.raises(ConfigurationError, match="RETENTION_BUNDLE_ID is required"):
-        Retention(app)
+        retention.init_app(app)
+    assert "retention" not in app.extensions  # nothing attached: fix the config, call again
+    app.config["RETENTION_BUNDLE_ID"] = BUNDLE
+    retention.init_app(app)
+    retention.close()
 
 
 def test_the_endpoint_is_off_by_default(app: Flask, signer: AppStoreSigner) -> None:
