@@ -85,3 +85,6 @@ def export_command(file: Path) -> None:
     with _expected_failures(file):
         get_state().retention.catalogue.export_file(file)
     click.echo(f"Exported the catalogue to {file}.")
+
+
+from . import cli_simulate  # noqa: E402,F401

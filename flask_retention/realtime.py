@@ -24,7 +24,7 @@ from werkzeug.wrappers import Request
 
 from .choices import RealtimeRequest
 from .decisions import Decision, FallbackReason, retention_decided
-from .errors import VerificationError
+from .errors import ConfigurationError, VerificationError
 from .replay import ReplayGuard
 from .responses import Answer, OfferSigner, Unsendable, fallback, resolve
 from .selection import SelectorPool
@@ -184,6 +184,10 @@ class RealtimeEndpoint:
         self.offers = OfferSigner.from_settings(settings)
         self._no_selector_logged = False
         self._log_lock = threading.Lock()
+        # RETENTION_TRUST_DEV_CA: its root is added on the first request once it exists,
+        # so that `flask retention dev-ca` can run in an app that already trusts it.
+        self._dev_ca_pending = settings.trust_dev_ca
+        self._dev_ca_logged = False
 
     def close(self) -> None:
         """Stop the selector workers (new ones start if the app serves again)."""
@@ -193,6 +197,8 @@ class RealtimeEndpoint:
 
     def verify(self, token: str) -> RealtimeRequest:
         """Verify the JWS and load its payload; ``400 malformed`` or ``401 <reason>``."""
+        if self._dev_ca_pending:
+            self._trust_dev_ca()
         try:
             payload = self.verifier.verify(token)
         except VerificationError as e:
@@ -307,6 +313,25 @@ class RealtimeEndpoint:
         return self.respond(decision, 200, answer.body)
 
     # -- helpers -------------------------------------------------------------
+
+    def _trust_dev_ca(self) -> None:
+        """Trust the dev CA's root besides ``RETENTION_ROOT_CERTIFICATES``; until it exists,
+        log how to make it (once) and verify without it."""
+        from .devca import dev_ca_folder, dev_ca_root
+        from .verification import JWSVerifier
+
+        with self._log_lock:
+            if not self._dev_ca_pending:
+                return
+            try:
+                root = dev_ca_root(dev_ca_folder(self.app))
+            except ConfigurationError as e:
+                if not self._dev_ca_logged:
+                    self._dev_ca_logged = True
+                    logger.error("flask-retention: RETENTION_TRUST_DEV_CA is true, but %s", e)
+                return
+            self.verifier = JWSVerifier((*self.settings.root_certificates, root))
+            self._dev_ca_pending = False
 
     def _log_no_selector(self) -> None:
         with self._log_lock:

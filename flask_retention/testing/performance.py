@@ -7,7 +7,8 @@ to a URL, at most ``maxConcurrentRequests`` at a time, spread over
 with a JSON object naming at most one choice within ``responseTimeThreshold``
 milliseconds; every other outcome counts under Apple's ``sendAttemptResult``
 name. :class:`~flask_retention.testing.FakeAppStore` runs one per
-``Initiate Performance Test``.
+``Initiate Performance Test``; ``flask retention simulate``
+(:func:`flask_retention.simulate.simulate`) runs one against any URL.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Protocol
 
@@ -50,6 +52,7 @@ class RealtimeRequestSigner(Protocol):
         app_apple_id: int,
         environment: str,
         product_id: str,
+        locale: str,
     ) -> str:
         """A signed ``DecodedRealtimeRequestBody`` JWS, as the App Store sends it."""
         ...
@@ -77,9 +80,14 @@ class PerformanceTestRun:
 
     ``config`` is a ``PerformanceTestConfig`` (missing keys take
     :data:`DEFAULT_PERFORMANCE_TEST_CONFIG`); every request carries a fresh
-    ``signer.sign_realtime_request(...)`` for the ``Sandbox``. Call
-    :meth:`start`, then poll :meth:`result` or :meth:`wait`; :meth:`cancel`
-    stops it. ``on_done`` is called (in the run's thread) when it ends.
+    ``signer.sign_realtime_request(...)`` for ``environment`` (Apple's test:
+    the ``Sandbox``). Request *i* takes the *i*-th of ``products`` (pairs of
+    product ID and locale; default ``product_id`` and ``locale``) and of
+    ``original_transaction_ids`` (default ``original_transaction_id``), in
+    turn. Call :meth:`start`, then poll :meth:`result` or :meth:`wait`;
+    :meth:`cancel` stops it. ``on_attempt`` is called with each request's
+    outcome as it ends, ``on_done`` when the run ends (both in the run's
+    threads).
     """
 
     def __init__(
@@ -93,6 +101,11 @@ class PerformanceTestRun:
         product_id: str = "com.example.monthly",
         request_id: str | None = None,
         on_done: Callable[[PerformanceTestRun], None] | None = None,
+        environment: str = "Sandbox",
+        locale: str = "en-US",
+        products: Sequence[tuple[str, str]] | None = None,
+        original_transaction_ids: Sequence[str] | None = None,
+        on_attempt: Callable[[str], None] | None = None,
     ) -> None:
         self.request_id = request_id or str(uuid.uuid4())
         self.config = performance_test_config(config)
@@ -102,7 +115,16 @@ class PerformanceTestRun:
         self.app_apple_id = app_apple_id
         self.product_id = product_id
         self.on_done = on_done
+        self.environment = environment
+        self.products: tuple[tuple[str, str], ...] = tuple(products or ((product_id, locale),))
+        self.original_transaction_ids: tuple[str, ...] = tuple(
+            original_transaction_ids or (original_transaction_id,)
+        )
+        if not self.products or not self.original_transaction_ids:
+            raise ValueError("products and original_transaction_ids must not be empty")
+        self.on_attempt = on_attempt
         self._lock = threading.Lock()
+        self._http_errors: Counter[str] = Counter()
         self._outcomes: list[str] = []
         self._times: list[float] = []
         self._done = False
@@ -158,7 +180,7 @@ class PerformanceTestRun:
                     if self._cancel.wait(delay if delay > 0 else 0):
                         pool.shutdown(cancel_futures=True)
                         break
-                    pool.submit(self._attempt, client, threshold)
+                    pool.submit(self._attempt, client, threshold, index)
         except Exception:
             logger.exception("performance test %s stopped early", self.request_id)
         finally:
@@ -167,20 +189,26 @@ class PerformanceTestRun:
             if self.on_done is not None:
                 self.on_done(self)
 
-    def _attempt(self, client: httpx.Client, threshold: float) -> None:
+    def _attempt(self, client: httpx.Client, threshold: float, index: int) -> None:
         if self._cancel.is_set():
             return
         started = time.monotonic()
+        product_id, locale = self.products[index % len(self.products)]
         try:
             token = self.signer.sign_realtime_request(
-                original_transaction_id=self.original_transaction_id,
+                original_transaction_id=self.original_transaction_ids[
+                    index % len(self.original_transaction_ids)
+                ],
                 app_apple_id=self.app_apple_id,
-                environment="Sandbox",
-                product_id=self.product_id,
+                environment=self.environment,
+                product_id=product_id,
+                locale=locale,
             )
             started = time.monotonic()
             response = client.post(self.target, json={"signedPayload": token})
             outcome = _classify_response(response)
+            if outcome == "UNSUCCESSFUL_HTTP_RESPONSE_CODE":
+                self._note_http_error(response)
             elapsed = time.monotonic() - started
             if outcome == "SUCCESS" and elapsed > threshold:
                 outcome = "TIMED_OUT"
@@ -203,6 +231,31 @@ class PerformanceTestRun:
         with self._lock:
             self._outcomes.append(outcome)
             self._times.append(elapsed * 1000)
+        if self.on_attempt is not None:
+            self.on_attempt(outcome)
+
+    def _note_http_error(self, response: httpx.Response) -> None:
+        code = ""
+        try:
+            body = response.json()
+            if isinstance(body, dict) and isinstance(body.get("error"), str):
+                code = " " + body["error"][:60]
+        except ValueError:
+            pass
+        with self._lock:
+            self._http_errors[f"{response.status_code}{code}"] += 1
+
+    @property
+    def attempted(self) -> int:
+        """How many requests have ended so far, whatever their outcome."""
+        with self._lock:
+            return len(self._outcomes)
+
+    def http_errors(self) -> dict[str, int]:
+        """The ``UNSUCCESSFUL_HTTP_RESPONSE_CODE`` answers by status and JSON ``error`` code
+        (``"401 untrusted_root"``): what Apple's result does not say, and a developer needs."""
+        with self._lock:
+            return dict(self._http_errors.most_common())
 
     def result(self) -> dict[str, Any]:
         """Apple's ``PerformanceTestResultResponse`` for this run, so far."""

@@ -303,6 +303,32 @@ class AppStoreSigner:
         )
         return signer
 
+    def export_pem(self) -> dict[str, bytes]:
+        """The chain as PEM, keyed like :meth:`from_files`'s arguments, to save and reload it.
+
+        Holds ``root``, ``intermediate_cert``, ``leaf_cert``, ``leaf_key`` and,
+        when this signer has it, ``intermediate_key`` (unencrypted PKCS#8: keep
+        such files private). The root's key is never exported.
+        """
+
+        def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+            return key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+
+        pem = serialization.Encoding.PEM
+        files = {
+            "root": self.root_pem,
+            "intermediate_cert": self.intermediate_certificate.public_bytes(pem),
+            "leaf_cert": self.leaf_certificate.public_bytes(pem),
+            "leaf_key": key_pem(self._leaf_key),
+        }
+        if self._intermediate_key is not None:
+            files["intermediate_key"] = key_pem(self._intermediate_key)
+        return files
+
     @property
     def leaf_public_key(self) -> ec.EllipticCurvePublicKey:
         """The public half of the signing key."""
