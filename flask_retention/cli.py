@@ -87,4 +87,7 @@ def export_command(file: Path) -> None:
     click.echo(f"Exported the catalogue to {file}.")
 
 
-from . import cli_simulate  # noqa: E402,F401
+from . import (  # noqa: E402  (the command modules need retention_cli, defined above)
+    cli_report,  # noqa: F401
+    cli_simulate,  # noqa: F401
+)

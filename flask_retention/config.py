@@ -43,6 +43,9 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "RETENTION_API_RETRY_AFTER_CAP": 60.0,
     "RETENTION_API_PACING": 1.0,
     "RETENTION_API_BUDGET_WAIT": 0.0,
+    "RETENTION_DECISION_LOG_QUEUE": 10000,
+    "RETENTION_DECISION_LOG_BATCH": 500,
+    "RETENTION_DECISION_LOG_INTERVAL": 1.0,
 }
 
 APPLE_ROOT_CA_G3: Final = "AppleRootCA-G3.pem"
@@ -219,6 +222,9 @@ class Settings:
     api_retry_after_cap: float = 60.0
     api_pacing: float = 1.0
     api_budget_wait: float = 0.0
+    decision_log_queue: int = 10000
+    decision_log_batch: int = 500
+    decision_log_interval: float = 1.0
 
     @property
     def default_environment(self) -> str:
@@ -306,4 +312,7 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
         api_retry_after_cap=_number(config, "RETENTION_API_RETRY_AFTER_CAP", minimum=0),
         api_pacing=_number(config, "RETENTION_API_PACING", minimum=0),
         api_budget_wait=_number(config, "RETENTION_API_BUDGET_WAIT", minimum=0),
+        decision_log_queue=_number(config, "RETENTION_DECISION_LOG_QUEUE", minimum=1, integer=True),
+        decision_log_batch=_number(config, "RETENTION_DECISION_LOG_BATCH", minimum=1, integer=True),
+        decision_log_interval=_number(config, "RETENTION_DECISION_LOG_INTERVAL", minimum=0.001),
     )

@@ -246,6 +246,8 @@ class Decision(Base):
     ``request_identifier`` is unique among verified requests (a replay that
     another process answered fails to insert); rejected requests keep it
     ``NULL`` and record the claimed value in ``claimed_request_identifier``.
+    A verified request answered twice (by two processes or hosts) is kept the
+    same way, with ``replay`` true.
     """
 
     __tablename__ = "retention_decisions"
@@ -267,6 +269,7 @@ class Decision(Base):
     experiment: Mapped[str | None] = mapped_column(sa.String(200))
     variant: Mapped[str | None] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    replay: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
 
 class Notification(Base):

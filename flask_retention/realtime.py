@@ -23,6 +23,7 @@ from marshmallow import fields, validate
 from werkzeug.wrappers import Request
 
 from .choices import RealtimeRequest
+from .decision_log import DecisionLogWriter
 from .decisions import Decision, FallbackReason, retention_decided
 from .errors import ConfigurationError, VerificationError
 from .replay import ReplayGuard
@@ -188,10 +189,21 @@ class RealtimeEndpoint:
         # so that `flask retention dev-ca` can run in an app that already trusts it.
         self._dev_ca_pending = settings.trust_dev_ca
         self._dev_ca_logged = False
+        self.decision_log: DecisionLogWriter | None = None
+        if settings.decision_log:
+            self.decision_log = DecisionLogWriter(
+                lambda: state.database.engine,
+                max_queue=settings.decision_log_queue,
+                batch_size=settings.decision_log_batch,
+                interval=settings.decision_log_interval,
+            )
 
     def close(self) -> None:
-        """Stop the selector workers (new ones start if the app serves again)."""
+        """Stop the selector workers and write the decision log's queue (threads start
+        again if the app serves again)."""
         self.pool.close()
+        if self.decision_log is not None:
+            self.decision_log.close()
 
     # -- the steps, in order -------------------------------------------------
 
@@ -291,6 +303,8 @@ class RealtimeEndpoint:
             response.headers["Allow"] = "POST"
         decision.status = status
         decision.latency_ms = (time.perf_counter() - decision.started) * 1000
+        if self.decision_log is not None:
+            self.decision_log.record(decision)
         if retention_decided.receivers:
             try:
                 retention_decided.send(self.app, decision=decision)

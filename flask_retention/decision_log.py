@@ -1,0 +1,541 @@
+"""The decision log: every real-time request, written off the request path.
+
+The endpoint hands each completed :class:`~flask_retention.decisions.Decision`
+to :meth:`DecisionLogWriter.record`, which only appends it to an in-memory
+queue (and wakes the writer when a batch is full). A daemon thread, started
+lazily in the serving process (so that each forked worker starts its own),
+writes the queue to ``retention_decisions`` in batches: every
+``RETENTION_DECISION_LOG_INTERVAL`` seconds, as soon as
+``RETENTION_DECISION_LOG_BATCH`` decisions wait, on :meth:`~DecisionLogWriter.flush`,
+and on :meth:`~DecisionLogWriter.close` (also run at interpreter exit).
+
+When the database is unreachable the decisions wait in the queue, up to
+``RETENTION_DECISION_LOG_QUEUE``; past it the oldest are dropped, and the
+number dropped is logged when the database is back (or at exit).
+
+A verified ``requestIdentifier`` answered by two processes or hosts (a replay
+the per-process guard could not see) fails the table's unique key when
+written; the second row is kept with ``request_identifier`` ``NULL``, the
+identifier in ``claimed_request_identifier`` and ``replay`` true, counted and
+logged.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import sqlalchemy as sa
+
+from .decisions import Decision
+from .models import metadata
+
+logger = logging.getLogger("flask_retention.decision_log")
+
+_TABLE: Final = metadata.tables["retention_decisions"]
+_INSERT: Final = sa.insert(_TABLE)
+
+#: Decisions deleted per transaction by :func:`purge_decisions`.
+PURGE_BATCH: Final = 5000
+
+
+def _cut(value: str | None, length: int) -> str | None:
+    return value if value is None or len(value) <= length else value[:length]
+
+
+def decision_row(decision: Decision) -> dict[str, Any]:
+    """The ``retention_decisions`` row of a decision.
+
+    A rejected request (any status but ``200``) never claims the unique
+    ``request_identifier``: the identifier it carried, if it got as far as
+    verification, goes to ``claimed_request_identifier``. Strings are cut to
+    their column's length (Apple's values are far shorter).
+    """
+    rejected = decision.status != 200
+    rid = decision.request_identifier
+    return {
+        "request_identifier": None if rejected else rid,
+        "claimed_request_identifier": str(rid) if rejected and rid is not None else None,
+        "original_transaction_id": _cut(decision.original_transaction_id, 64),
+        "product_id": _cut(decision.product_id, 200),
+        "locale": _cut(decision.locale, 32),
+        "environment": _cut(decision.environment, 16),
+        "selector": _cut(decision.selector, 200),
+        "kind": None if rejected else decision.kind,
+        "message_uuid": decision.message_id,
+        "fallback_reason": decision.fallback_reason,
+        "status": decision.status,
+        "error": _cut(decision.error, 64),
+        "latency_ms": decision.latency_ms,
+        "created_at": decision.received_at,
+        "replay": False,
+    }
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+class _Unwritten(Exception):
+    """A database failure part-way through a batch; ``remaining`` were not written."""
+
+    def __init__(self, cause: BaseException, remaining: list[Decision]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.remaining = remaining
+
+
+def _writer_loop(ref: weakref.ReferenceType[DecisionLogWriter]) -> None:
+    try:
+        while True:
+            writer = ref()
+            if writer is None or not writer._step():
+                return
+            del writer
+    finally:
+        writer = ref()
+        if writer is not None and writer._thread is threading.current_thread():
+            writer._running = False
+
+
+_WRITERS: weakref.WeakSet[DecisionLogWriter] = weakref.WeakSet()
+_fork_hook_lock = threading.Lock()
+_fork_hook = False
+
+
+def _forked_child() -> None:
+    """In a forked child no writer thread runs: the next record() starts one."""
+    for writer in list(_WRITERS):
+        writer._running = False
+
+
+def _watch_forks(writer: DecisionLogWriter) -> None:
+    global _fork_hook
+    _WRITERS.add(writer)
+    with _fork_hook_lock:
+        if not _fork_hook and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forked_child)
+            _fork_hook = True
+
+
+def _close_at_exit(ref: weakref.ReferenceType[DecisionLogWriter]) -> None:
+    writer = ref()
+    if writer is not None:
+        writer.close()
+
+
+class DecisionLogWriter:
+    """A bounded queue of decisions and the thread that writes it in batches.
+
+    ``engine`` is called (in the writer thread) to get the database engine.
+    :meth:`record` is the request path's only call: it never touches the
+    database. ``max_queue`` bounds the decisions held in memory, ``batch_size``
+    the rows per insert, ``interval`` the seconds between writes (and between
+    retries while the database is unreachable).
+    """
+
+    def __init__(
+        self,
+        engine: Callable[[], sa.Engine],
+        *,
+        max_queue: int = 10000,
+        batch_size: int = 500,
+        interval: float = 1.0,
+    ) -> None:
+        if max_queue < 1 or batch_size < 1 or interval <= 0:
+            raise ValueError("max_queue and batch_size must be >= 1 and interval > 0")
+        self._engine = engine
+        self.max_queue = max_queue
+        self.batch_size = batch_size
+        self.interval = interval
+        self._queue: deque[Decision] = deque()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._running = False  # the writer thread runs in this process (cheaper than is_alive)
+        self._pid: int | None = None
+        self._stop = False
+        self._atexit = False
+        self._reset_counts()
+
+    def _reset_counts(self) -> None:
+        self._recorded = 0  # decisions handed to record() in this process
+        self._settled = 0  # of them, written or dropped
+        self._flush_target = 0
+        self._failing = False
+        self._drop_warned = False
+        self._outage_dropped = 0
+        self.written = 0
+        self.dropped = 0
+        self.replays = 0
+
+    # -- the request path ----------------------------------------------------
+
+    def record(self, decision: Decision) -> None:
+        """Queue ``decision`` for writing; never waits on the database.
+
+        A full queue drops its oldest decision (counted, and logged once per
+        outage).
+        """
+        if not self._running:
+            self.start()
+        first_drop = False
+        with self._lock:  # the condition's lock, without Condition's Python-level __enter__
+            queue = self._queue
+            if len(queue) >= self.max_queue:
+                queue.popleft()
+                first_drop = self._count_drops(1)
+            queue.append(decision)
+            self._recorded += 1
+            if len(queue) == self.batch_size:
+                self._cond.notify()
+        if first_drop:
+            self._warn_full()
+
+    def _count_drops(self, count: int) -> bool:
+        """Count ``count`` dropped decisions (lock held); ``True`` for the outage's first."""
+        self.dropped += count
+        self._outage_dropped += count
+        self._settled += count
+        first, self._drop_warned = not self._drop_warned, True
+        return first
+
+    def _warn_full(self) -> None:
+        logger.warning(
+            "flask-retention: the decision log queue is full (RETENTION_DECISION_LOG_QUEUE=%d); "
+            "the oldest decisions are being dropped until the database is written again.",
+            self.max_queue,
+        )
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Decisions recorded but not yet written (queued, or in the batch being written)."""
+        return self._recorded - self._settled
+
+    def stats(self) -> dict[str, int]:
+        """Counts of this process: ``pending``, ``written``, ``dropped``, ``replays``."""
+        with self._cond:
+            return {
+                "pending": self._recorded - self._settled,
+                "written": self.written,
+                "dropped": self.dropped,
+                "replays": self.replays,
+            }
+
+    # -- thread ----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer thread in this process, unless it is running."""
+        with self._start_lock:
+            if self._thread is not None and self._thread.is_alive():
+                self._running = True
+                return
+            pid = os.getpid()
+            if self._pid is not None and self._pid != pid:
+                self._after_fork()
+            self._pid = pid
+            with self._cond:
+                self._stop = False
+            if not self._atexit:
+                self._atexit = True
+                atexit.register(_close_at_exit, weakref.ref(self))
+                _watch_forks(self)
+            self._thread = threading.Thread(
+                target=_writer_loop,
+                args=(weakref.ref(self),),
+                name="flask-retention-decision-log",
+                daemon=True,
+            )
+            self._running = True
+            self._thread.start()
+
+    def _after_fork(self) -> None:
+        """In a forked worker: the parent writes what it queued; drop its connections unused.
+
+        The lock is new too (another thread of the parent may have held it
+        at the fork).
+        """
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._queue = deque()
+        self._reset_counts()
+        try:
+            self._engine().dispose(close=False)
+        except Exception as e:
+            logger.warning(
+                "flask-retention could not reset the pool after fork (%s)", _first_line(e)
+            )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write every decision recorded so far; ``True`` once written (or dropped).
+
+        ``False`` when ``timeout`` seconds passed first (the database is
+        unreachable, say); the decisions stay queued.
+        """
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            if not self._queue:
+                return True
+            self.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cond = self._cond
+        with cond:
+            target = self._recorded
+            self._flush_target = max(self._flush_target, target)
+            cond.notify_all()
+            while self._settled < target:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                cond.wait(remaining)
+            return True
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Write what is queued and stop the writer thread; safe to repeat.
+
+        A later :meth:`record` starts a new thread. When the database cannot
+        be reached, the decisions still queued are logged as lost.
+        """
+        with self._start_lock:
+            with self._cond:
+                self._stop = True
+                self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.warning(
+                    "flask-retention: the decision log writer did not finish within %s s; "
+                    "%d decisions are still queued.",
+                    timeout,
+                    len(self._queue),
+                )
+                return
+        if self._queue and self._pid == os.getpid():
+            # The thread is gone (or never ran here): write the rest in the caller.
+            while self._step():
+                pass
+
+    # -- the writer ------------------------------------------------------------
+
+    def _step(self) -> bool:
+        """Wait for work, write one batch; ``False`` when the thread should end."""
+        cond = self._cond
+        with cond:
+            if self._failing and not self._stop:
+                deadline = time.monotonic() + self.interval
+                while not self._stop and (left := deadline - time.monotonic()) > 0:
+                    cond.wait(left)
+            elif (
+                not self._stop
+                and len(self._queue) < self.batch_size
+                and self._flush_target <= self._settled
+            ):
+                cond.wait(self.interval)
+            stopping = self._stop
+            queue = self._queue
+            batch = [queue.popleft() for _ in range(min(len(queue), self.batch_size))]
+        if not batch:
+            return not stopping
+        try:
+            written, replays = self._write(batch)
+        except _Unwritten as e:
+            self._requeue(e.remaining, e.cause)
+            if stopping:
+                logger.error(
+                    "flask-retention: %d decisions could not be written at exit (%s); they are "
+                    "lost.",
+                    len(self._queue),
+                    _first_line(e.cause),
+                )
+                with cond:
+                    lost = len(self._queue)
+                    self._queue.clear()
+                    self._count_drops(lost)
+                    cond.notify_all()
+                return False
+            return True
+        self._settle(len(batch), written, replays)
+        return True
+
+    def _write(self, batch: list[Decision]) -> tuple[int, list[str]]:
+        """Insert ``batch``; ``(rows written, replayed identifiers)``.
+
+        One ``executemany`` in the usual case. When it breaks the unique key
+        (a replay, answered by another process too), the batch is written
+        row by row and each replay is stored as such.
+        """
+        rows = [decision_row(d) for d in batch]
+        try:
+            engine = self._engine()
+            with engine.begin() as connection:
+                connection.execute(_INSERT, rows)
+            return len(rows), []
+        except sa.exc.IntegrityError:
+            pass
+        except Exception as e:
+            raise _Unwritten(e, batch) from None
+        replays: list[str] = []
+        written = 0
+        for index, row in enumerate(rows):
+            try:
+                try:
+                    with engine.begin() as connection:
+                        connection.execute(_INSERT, [row])
+                except sa.exc.IntegrityError as e:
+                    rid = row["request_identifier"]
+                    if rid is None:
+                        logger.error(
+                            "flask-retention: a decision could not be written (%s); skipped.",
+                            _first_line(e.orig if e.orig is not None else e),
+                        )
+                        continue
+                    replay = dict(
+                        row,
+                        request_identifier=None,
+                        claimed_request_identifier=str(rid),
+                        replay=True,
+                    )
+                    with engine.begin() as connection:
+                        connection.execute(_INSERT, [replay])
+                    replays.append(str(rid))
+                written += 1
+            except Exception as e:
+                raise _Unwritten(e, batch[index:]) from None
+        return written, replays
+
+    def _settle(self, count: int, written: int, replays: list[str]) -> None:
+        """Count a written batch, after logging about it (a flush returns after the log)."""
+        with self._cond:
+            recovered = self._failing
+            dropped = self._outage_dropped
+            self._failing = False
+            self._drop_warned = False
+            self._outage_dropped = 0
+        if recovered:
+            logger.warning(
+                "flask-retention writes the decision log again; %d decisions were dropped "
+                "during the outage (RETENTION_DECISION_LOG_QUEUE=%d).",
+                dropped,
+                self.max_queue,
+            )
+        elif dropped:
+            logger.warning(
+                "flask-retention: %d decisions were dropped because the decision log queue "
+                "filled faster than it was written (RETENTION_DECISION_LOG_QUEUE=%d); raise "
+                "it, or RETENTION_DECISION_LOG_BATCH.",
+                dropped,
+                self.max_queue,
+            )
+        if replays:
+            logger.warning(
+                "flask-retention: %d requestIdentifier(s) were answered twice, by this and "
+                "another process or host (replays: %s); recorded as replays.",
+                len(replays),
+                ", ".join(replays[:5]) + (", ..." if len(replays) > 5 else ""),
+            )
+        with self._cond:
+            self.written += written
+            self.dropped += count - written
+            self.replays += len(replays)
+            self._settled += count
+            self._cond.notify_all()
+
+    def _requeue(self, remaining: list[Decision], cause: BaseException) -> None:
+        """Put an unwritten batch back at the head of the queue, within its bound."""
+        first_failure = False
+        first_drop = False
+        with self._cond:
+            queue = self._queue
+            room = self.max_queue - len(queue)
+            if room < len(remaining):
+                excess = len(remaining) - max(room, 0)
+                first_drop = self._count_drops(excess)
+                remaining = remaining[excess:]
+            queue.extendleft(reversed(remaining))
+            while len(queue) > self.max_queue:  # only if the bound was exceeded meanwhile
+                queue.popleft()
+                first_drop = self._count_drops(1) or first_drop
+            if not self._failing:
+                self._failing = first_failure = True
+            waiting = len(queue)
+            self._cond.notify_all()
+        if first_failure:
+            logger.warning(
+                "flask-retention could not write the decision log (%s); %d decisions wait in "
+                "memory (at most RETENTION_DECISION_LOG_QUEUE=%d, the oldest dropped past it) "
+                "and are retried every %s s. Is the database reachable, and did "
+                "`flask retention init-db` run?",
+                _first_line(cause),
+                waiting,
+                self.max_queue,
+                self.interval,
+            )
+        if first_drop:
+            self._warn_full()
+
+
+# -- retention -------------------------------------------------------------------
+
+
+def purge_decisions(
+    engine: sa.Engine,
+    older_than: timedelta | datetime,
+    *,
+    batch_size: int = PURGE_BATCH,
+    now: datetime | None = None,
+) -> int:
+    """Delete decisions recorded before ``older_than`` (an age, or an aware cut-off time).
+
+    Deletes ``batch_size`` rows per transaction, so that a large purge
+    never holds a long lock on a busy table. Returns the number deleted.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    if isinstance(older_than, timedelta):
+        cutoff = (now or datetime.now(UTC)) - older_than
+    else:
+        if older_than.tzinfo is None:
+            raise ValueError("older_than must be a timezone-aware datetime")
+        cutoff = older_than
+    table = _TABLE
+    deleted = 0
+    while True:
+        with engine.begin() as connection:
+            ids = (
+                connection.execute(
+                    sa.select(table.c.id)
+                    .where(table.c.created_at < cutoff)
+                    .order_by(table.c.id)
+                    .limit(batch_size)
+                )
+                .scalars()
+                .all()
+            )
+            if not ids:
+                return deleted
+            connection.execute(sa.delete(table).where(table.c.id.in_(ids)))
+        deleted += len(ids)
+        if len(ids) < batch_size:
+            return deleted
+
+
+def count_older(engine: sa.Engine, cutoff: datetime) -> int:
+    """How many decisions were recorded before ``cutoff``."""
+    with engine.connect() as connection:
+        count = connection.execute(
+            sa.select(sa.func.count()).select_from(_TABLE).where(_TABLE.c.created_at < cutoff)
+        ).scalar_one()
+    return int(count)
