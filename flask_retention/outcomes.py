@@ -295,6 +295,7 @@ def load_decisions(
         Decision.variant,
     ).where(
         Decision.status == 200,
+        Decision.replay.is_(False),  # another process answered it too; counted once
         Decision.original_transaction_id.is_not(None),
         Decision.created_at >= since,
         Decision.created_at <= until,
