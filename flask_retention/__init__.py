@@ -6,11 +6,13 @@ from .choices import Message, PromotionalOffer, RealtimeRequest, SwitchPlan
 from .decisions import Decision, retention_decided
 from .errors import ConfigurationError, RetentionError, VerificationError
 from .extension import Retention
+from .notifications import NotificationError
 
 __all__ = [
     "ConfigurationError",
     "Decision",
     "Message",
+    "NotificationError",
     "PromotionalOffer",
     "RealtimeRequest",
     "Retention",

@@ -28,6 +28,14 @@ class RealtimeRequest:
     raw: dict[str, Any] = field(repr=False, compare=False)
 
 
+def _check_tag(choice: object) -> None:
+    experiment, variant = getattr(choice, "experiment", None), getattr(choice, "variant", None)
+    if (experiment is None) != (variant is None) or not all(
+        v is None or (isinstance(v, str) and v) for v in (experiment, variant)
+    ):
+        raise TypeError("experiment and variant go together: give both (non-empty) or neither")
+
+
 def _check_message(message: object) -> None:
     if isinstance(message, uuid.UUID):
         return
@@ -43,9 +51,14 @@ class Message:
     """Show a text message (with its image and bullet points, if it has them)."""
 
     message: MessageRef
+    experiment: str | None = field(default=None, kw_only=True)
+    variant: str | None = field(default=None, kw_only=True)
+    """The experiment and variant that chose it (see :meth:`Retention.experiment`), which
+    the decision records."""
 
     def __post_init__(self) -> None:
         _check_message(self.message)
+        _check_tag(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +68,14 @@ class SwitchPlan:
     message: MessageRef
     product_id: str
     billing_plan_type: BillingPlanType | None = None
+    experiment: str | None = field(default=None, kw_only=True)
+    variant: str | None = field(default=None, kw_only=True)
+    """The experiment and variant that chose it (see :meth:`Retention.experiment`), which
+    the decision records."""
 
     def __post_init__(self) -> None:
         _check_message(self.message)
+        _check_tag(self)
         if not isinstance(self.product_id, str) or not self.product_id:
             raise TypeError("SwitchPlan needs the product_id of the plan to suggest")
         if self.billing_plan_type is not None and self.billing_plan_type not in BILLING_PLAN_TYPES:
@@ -80,9 +98,14 @@ class PromotionalOffer:
     offer_id: str | None = None
     product_id: str | None = None
     signature_v2: str | None = field(default=None, kw_only=True, repr=False)
+    experiment: str | None = field(default=None, kw_only=True)
+    variant: str | None = field(default=None, kw_only=True)
+    """The experiment and variant that chose it (see :meth:`Retention.experiment`), which
+    the decision records."""
 
     def __post_init__(self) -> None:
         _check_message(self.message)
+        _check_tag(self)
         if (self.offer_id is None) == (self.signature_v2 is None):
             raise TypeError("PromotionalOffer needs exactly one of offer_id or signature_v2")
         if self.signature_v2 is not None and self.product_id is not None:

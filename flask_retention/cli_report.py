@@ -35,7 +35,7 @@ from .cli import _expected_failures, retention_cli
 def report_command(
     since: str, environment: str | None, as_json: bool, html_file: Path | None
 ) -> None:
-    """What the endpoint answered, fallbacks and why, latency percentiles."""
+    """What the endpoint answered, fallbacks and why, latency percentiles, outcomes."""
     from .extension import get_state
     from .report import build_report, parse_since, render_html, render_json, render_text
 
@@ -44,8 +44,17 @@ def report_command(
         start = parse_since(since, now)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="'--since'") from None
+    state = get_state()
+    order = {name: list(e.variants) for name, e in state.retention.experiments.items()}
     with _expected_failures(html_file):
-        report = build_report(get_state().engine, start, environment, now=now)
+        report = build_report(
+            state.engine,
+            start,
+            environment,
+            now=now,
+            outcome_window=state.settings.outcome_window,
+            experiment_order=order,
+        )
         if html_file is not None:
             html_file.write_text(render_html(report), encoding="utf-8")
     if as_json:
@@ -63,9 +72,10 @@ def report_command(
 )
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def purge_command(older_than: str | None, yes: bool) -> None:
-    """Delete old decisions from the decision log, in batches."""
+    """Delete old decisions from the decision log, and notifications as old, in batches."""
     from .decision_log import count_older, purge_decisions
     from .extension import get_state
+    from .notifications import purge_notifications
     from .report import parse_duration
 
     state = get_state()
@@ -86,4 +96,7 @@ def purge_command(older_than: str | None, yes: bool) -> None:
                 return
             click.confirm(f"Delete {count} decisions recorded before {when}?", abort=True)
         deleted = purge_decisions(state.engine, cutoff)
+        notifications = purge_notifications(state.engine, cutoff)
     click.echo(f"Deleted {deleted} decisions recorded before {when}.")
+    if notifications:
+        click.echo(f"Deleted {notifications} notifications signed before {when}.")

@@ -72,6 +72,8 @@ def decision_row(decision: Decision) -> dict[str, Any]:
         "kind": None if rejected else decision.kind,
         "message_uuid": decision.message_id,
         "fallback_reason": decision.fallback_reason,
+        "experiment": _cut(decision.experiment, 200),
+        "variant": _cut(decision.variant, 200),
         "status": decision.status,
         "error": _cut(decision.error, 64),
         "latency_ms": decision.latency_ms,

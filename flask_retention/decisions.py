@@ -65,7 +65,8 @@ class Decision:
     was verified) are ``None``. ``kind`` is what the ``200`` body holds
     (``"none"`` for ``{}`` and for rejections), ``message_id`` the message it
     names, ``fallback_reason`` why the selector's choice was not sent (one of
-    :data:`FALLBACK_REASONS`), ``error`` the error code of a non-200 answer.
+    :data:`FALLBACK_REASONS`), ``error`` the error code of a non-200 answer,
+    ``experiment``/``variant`` those of a choice made by an experiment.
     """
 
     received_at: datetime
@@ -82,6 +83,8 @@ class Decision:
     kind: Kind = "none"
     message_id: uuid.UUID | None = None
     fallback_reason: FallbackReason | None = None
+    experiment: str | None = None
+    variant: str | None = None
     latency_ms: float = 0.0
     started: float = field(default_factory=time.perf_counter, repr=False, compare=False)
     """``time.perf_counter()`` when the request arrived; ``latency_ms`` is measured from it."""
@@ -95,3 +98,9 @@ class Decision:
         self.locale = req.locale
         self.environment = req.environment
         self.signed_date = req.signed_date
+
+    def note_choice(self, choice: object) -> None:
+        """Record the experiment and variant a choice is tagged with (even if the fallback
+        then answers: an experiment counts every subscriber assigned to a variant)."""
+        self.experiment = getattr(choice, "experiment", None)
+        self.variant = getattr(choice, "variant", None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
     from .catalogue import Catalogue
     from .choices import Choice, RealtimeRequest
+    from .experiments import Experiment
+    from .notifications import NotificationCallback, NotificationReceiver
     from .realtime import RealtimeEndpoint
 
     Selector = Callable[[RealtimeRequest], Choice | None]
@@ -41,6 +43,7 @@ class RetentionState:
     settings: Settings
     lookup: CatalogueLookup = field(default_factory=EmptyLookup)
     endpoint: RealtimeEndpoint | None = None
+    notifications: NotificationReceiver | None = None
     database: Database = field(init=False, repr=False)
 
     @property
@@ -108,6 +111,8 @@ class Retention:
         self._catch_all: Selector | None = None
         self._scoped: dict[str, Selector] = {}
         self._states: list[weakref.ref[RetentionState]] = []
+        self._notification_callback: NotificationCallback | None = None
+        self._experiments: dict[str, Experiment] = {}
         if app is not None:
             self.init_app(app)
 
@@ -118,6 +123,9 @@ class Retention:
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
         settings = read_settings(app.config)
+        from .notifications import check_settings, register_notifications
+
+        check_settings(settings)  # before anything is attached to the app
         state = RetentionState(retention=self, settings=settings)
         state.database = Database(app, db=self.db, engine=self.engine, uri=settings.database_uri)
         state.lookup = CatalogueSnapshot(
@@ -126,6 +134,7 @@ class Retention:
         app.extensions[EXTENSION_KEY] = state
         self._states.append(weakref.ref(state))
         register_endpoint(app, state)
+        register_notifications(app, state)
         if settings.cli_group is not None:
             from .cli import retention_cli
 
@@ -214,3 +223,43 @@ class Retention:
     def has_selector(self) -> bool:
         """Whether any selector is registered."""
         return self._catch_all is not None or bool(self._scoped)
+
+    # -- outcomes: notifications and experiments -----------------------------
+
+    def on_notification(self, fn: F) -> F:
+        """Register ``fn(notification: dict)``, called with every verified App Store Server
+        Notification once it is stored (decoded, with ``data.transactionInfo`` and
+        ``data.renewalInfo``). The function is returned unchanged."""
+        if not callable(fn):
+            raise TypeError(f"on_notification needs a callable, not {fn!r}")
+        self._notification_callback = fn
+        return fn
+
+    def record_notification(self, signed_payload: str) -> dict[str, Any]:
+        """Verify, check and store one notification from a host's own handler; return it
+        decoded. Raises :class:`~flask_retention.VerificationError` or
+        :class:`~flask_retention.notifications.NotificationError` (nothing stored)."""
+        receiver = get_state().notifications
+        assert receiver is not None
+        return receiver.record(signed_payload).notification
+
+    def experiment(
+        self,
+        name: str,
+        variants: Mapping[str, Choice],
+        weights: Mapping[str, float] | None = None,
+    ) -> Experiment:
+        """A new experiment between ``variants`` (see :class:`~.experiments.Experiment`);
+        a name may be used once, so that the report never mixes two experiments."""
+        from .experiments import Experiment
+
+        if name in self._experiments:
+            raise ValueError(f"an experiment named {name!r} already exists")
+        experiment = Experiment(name, variants, weights)
+        self._experiments[name] = experiment
+        return experiment
+
+    @property
+    def experiments(self) -> Mapping[str, Experiment]:
+        """The experiments created with :meth:`experiment`, by name."""
+        return dict(self._experiments)

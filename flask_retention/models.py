@@ -288,6 +288,31 @@ class Decision(Base):
     replay: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
 
+class Notification(Base):
+    """An App Store Server Notification (V2) that matters for retention outcomes.
+
+    ``notification_uuid`` is unique, so a notification Apple delivers again is
+    stored once. ``signed_date`` is when Apple signed it (the event's time for
+    outcomes); ``offer_identifier``/``offer_type`` come from the renewal info,
+    else the transaction.
+    """
+
+    __tablename__ = "retention_notifications"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    notification_uuid: Mapped[uuid.UUID] = mapped_column(unique=True)
+    notification_type: Mapped[str] = mapped_column(sa.String(64))
+    subtype: Mapped[str | None] = mapped_column(sa.String(64))
+    original_transaction_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    product_id: Mapped[str | None] = mapped_column(sa.String(200))
+    auto_renew_product_id: Mapped[str | None] = mapped_column(sa.String(200))
+    offer_identifier: Mapped[str | None] = mapped_column(sa.String(200))
+    offer_type: Mapped[int | None]
+    environment: Mapped[str] = mapped_column(sa.String(16))
+    signed_date: Mapped[datetime] = mapped_column(index=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class CatalogueVersion(Base):
     """A one-row counter bumped by every catalogue write: the snapshot's cheap change check."""
 

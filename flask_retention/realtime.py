@@ -278,6 +278,7 @@ class RealtimeEndpoint:
                 return fallback(req, lookup, reason)
             if outcome.value is None:
                 return fallback(req, lookup, "no_choice")
+            decision.note_choice(outcome.value)
             return resolve(outcome.value, req, lookup, self.offers)
         except Unsendable as e:
             logger.warning(

@@ -17,7 +17,7 @@ import html
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
@@ -123,6 +123,9 @@ def build_report(
     since: datetime,
     environment: str | None = None,
     now: datetime | None = None,
+    *,
+    outcome_window: float = 604800,
+    experiment_order: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """The decision log from ``since`` to ``now`` (default: the current time) as a dict.
 
@@ -135,6 +138,14 @@ def build_report(
     and a ``histogram``), and ``window``. With ``environment``, only requests
     of that environment count (requests rejected before verification have
     none and are left out). Latency covers every request in the window.
+
+    Outcomes (:mod:`~flask_retention.outcomes`, with ``outcome_window``
+    seconds): ``outcomes`` (``decided``, ``closed``, ``redeemed_offer``,
+    ``switched_plan``, ``cancelled``, ``kept``, ``pending``, ``save_rate``,
+    ``events``), ``outcomes_by`` (``kind``, ``selector`` -> the same counts),
+    ``experiments`` (name -> variant -> the counts, cancel rate and its 95 %
+    interval, the difference from the first variant of ``experiment_order``,
+    its p-value and a verdict), and the counts on each ``by_message`` entry.
     """
     if since.tzinfo is None:
         raise ValueError("since must be a timezone-aware datetime")
@@ -227,7 +238,7 @@ def build_report(
         for (product, locale), counts in by_product.items()
     ]
     products.sort(key=lambda p: (-p["requests"], p["product_id"] or "", p["locale"] or ""))
-    return {
+    report: dict[str, Any] = {
         "window": {
             "since": since.astimezone(UTC).isoformat(),
             "until": until.astimezone(UTC).isoformat(),
@@ -242,6 +253,51 @@ def build_report(
         "rejections": dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))),
         "latency_ms": latency,
     }
+    _add_outcomes(report, engine, since, until, environment, outcome_window, experiment_order)
+    return report
+
+
+#: The outcome counts added to each ``by_message`` entry, and the per-message columns.
+OUTCOME_FIELDS: Final = ("closed", "cancelled", "redeemed_offer", "switched_plan", "kept")
+
+
+def _add_outcomes(
+    report: dict[str, Any],
+    engine: sa.Engine,
+    since: datetime,
+    until: datetime,
+    environment: str | None,
+    window: float,
+    experiment_order: Mapping[str, Sequence[str]] | None,
+) -> None:
+    from .outcomes import DecisionRow, outcome_report
+
+    def message_key(row: DecisionRow) -> str:
+        if row.message_uuid is None:
+            return ""
+        return f"{row.message_uuid}|{row.kind or 'none'}"
+
+    outcomes = outcome_report(
+        engine,
+        since,
+        environment=environment,
+        now=until,
+        window=window,
+        experiment_order=experiment_order,
+        groups={
+            "kind": lambda row: row.kind or "none",
+            "selector": lambda row: row.selector or "none",
+            "message": message_key,
+        },
+    ).as_dict()
+    per_message = outcomes["outcomes_by"].pop("message")
+    empty = {"decided": 0, **dict.fromkeys(OUTCOME_FIELDS, 0), "pending": 0, "save_rate": None}
+    for entry in report["by_message"]:
+        counts = per_message.get(f"{entry['message']}|{entry['kind']}", empty)
+        entry.update({key: counts[key] for key in (*OUTCOME_FIELDS, "pending", "save_rate")})
+    report["outcomes"] = outcomes["outcomes"]
+    report["outcomes_by"] = outcomes["outcomes_by"]
+    report["experiments"] = outcomes["experiments"]
 
 
 def _message_names(connection: sa.Connection, keys: Iterable[str]) -> dict[str, tuple[str, int]]:
@@ -424,7 +480,109 @@ def render_text(report: dict[str, Any]) -> str:
             0,
         ),
     ]
+    for title, headers, rows, numeric_from in _outcome_tables(report):
+        out += ["", title, table(headers, rows, numeric_from)]
     return "\n".join(out) + "\n"
+
+
+_OUTCOME_HEADERS: Final = ("shown", "closed", "cancelled", "redeemed", "switched", "kept")
+
+
+def _outcome_cells(counts: dict[str, Any], shown: int) -> tuple[Any, ...]:
+    return (
+        shown,
+        counts["closed"],
+        counts["cancelled"],
+        counts["redeemed_offer"],
+        counts["switched_plan"],
+        counts["kept"],
+        _pct(counts["save_rate"]),
+    )
+
+
+def _interval(bounds: list[float] | None) -> str:
+    return "-" if bounds is None else f"{bounds[0] * 100:.1f}-{bounds[1] * 100:.1f} %"
+
+
+def _outcome_tables(report: dict[str, Any]) -> list[tuple[str, Sequence[str], list[Any], int]]:
+    """The outcome and experiment tables: ``(title, headers, rows, numeric_from)`` each."""
+    outcomes = report.get("outcomes")
+    if outcomes is None or not outcomes["decided"]:
+        return []
+    note = (
+        f"{outcomes['events']} outcome notifications"
+        if outcomes["events"]
+        else "no App Store Server Notifications stored: set RETENTION_NOTIFICATIONS_ENDPOINT, "
+        "or every closed decision counts as kept"
+    )
+    tables: list[tuple[str, Sequence[str], list[Any], int]] = [
+        (
+            f"Outcomes (save rate over closed decisions; {note})",
+            ("", *_OUTCOME_HEADERS, "pending", "save rate"),
+            [
+                (
+                    "all",
+                    *_outcome_cells(outcomes, outcomes["decided"])[:-1],
+                    outcomes["pending"],
+                    _pct(outcomes["save_rate"]),
+                )
+            ],
+            1,
+        ),
+        (
+            "Outcomes per message",
+            ("message", "name", "kind", *_OUTCOME_HEADERS, "save rate"),
+            [
+                (m["message"], m["name"], m["kind"], *_outcome_cells(m, m["requests"]))
+                for m in report["by_message"]
+            ],
+            3,
+        ),
+    ]
+    for group, label in (("kind", "kind"), ("selector", "selector")):
+        tables.append(
+            (
+                f"Outcomes per {label}",
+                (label, *_OUTCOME_HEADERS, "save rate"),
+                [
+                    (key, *_outcome_cells(counts, counts["decided"]))
+                    for key, counts in report["outcomes_by"][group].items()
+                ],
+                1,
+            )
+        )
+    for name, variants in report["experiments"].items():
+        tables.append(
+            (
+                f"Experiment {name} (cancel rate = cancelled / closed, 95 % Wilson interval; "
+                "difference from the first variant, two-proportion z-test)",
+                (
+                    "variant",
+                    "closed",
+                    "cancelled",
+                    "cancel rate",
+                    "95 % interval",
+                    "difference",
+                    "p-value",
+                    "verdict",
+                ),
+                [
+                    (
+                        variant,
+                        v["closed"],
+                        v["cancelled"],
+                        _pct(v["cancel_rate"]),
+                        _interval(v["cancel_rate_ci95"]),
+                        "-" if v["difference"] is None else f"{v['difference'] * 100:+.1f} pts",
+                        "-" if v["p_value"] is None else f"{v['p_value']:.3g}",
+                        v["verdict"],
+                    )
+                    for variant, v in variants.items()
+                ],
+                1,
+            )
+        )
+    return tables
 
 
 # -- HTML -----------------------------------------------------------------------
@@ -603,6 +761,8 @@ def render_html(report: dict[str, Any]) -> str:
         "<h2>Rejections</h2>",
         _html_table(("error", "requests"), list(report["rejections"].items()), 1),
     ]
+    for title, headers, rows, numeric_from in _outcome_tables(report):
+        body += [f"<h2>{html.escape(title)}</h2>", _html_table(headers, rows, numeric_from)]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>Retention messaging decisions</title>"

@@ -102,6 +102,19 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
+def outcome_columns(closed: int, pending: int) -> dict[str, Any]:
+    """Outcome counts when every closed decision was kept."""
+    return {
+        "closed": closed,
+        "redeemed_offer": 0,
+        "switched_plan": 0,
+        "cancelled": 0,
+        "kept": closed,
+        "pending": pending,
+        "save_rate": 1.0 if closed else None,
+    }
+
+
 EXPECTED: dict[str, Any] = {
     "window": {
         "since": "2026-11-15T00:00:00+00:00",
@@ -130,13 +143,13 @@ EXPECTED: dict[str, Any] = {
     ],
     "by_message": [
         {"message": str(M1), "name": "winback", "version": 1, "kind": "message",
-         "requests": 3, "fallbacks": 0},
+         "requests": 3, "fallbacks": 0, **outcome_columns(closed=3, pending=0)},
         {"message": str(M1), "name": "winback", "version": 1, "kind": "alternate_product",
-         "requests": 1, "fallbacks": 0},
+         "requests": 1, "fallbacks": 0, **outcome_columns(closed=1, pending=0)},
         {"message": str(M2), "name": None, "version": None, "kind": "message",
-         "requests": 1, "fallbacks": 1},
+         "requests": 1, "fallbacks": 1, **outcome_columns(closed=0, pending=1)},
         {"message": str(M2), "name": None, "version": None, "kind": "promotional_offer",
-         "requests": 1, "fallbacks": 0},
+         "requests": 1, "fallbacks": 0, **outcome_columns(closed=0, pending=1)},
     ],
     "by_kind": {"message": 4, "none": 3, "alternate_product": 1, "promotional_offer": 1},
     "fallbacks": {"no_choice": 3, "timeout": 1},
@@ -161,6 +174,19 @@ EXPECTED: dict[str, Any] = {
             {"from": 700.0, "to": None, "count": 0},
         ],
     },
+    # No notifications: every closed decision is kept. Subscriber 1000's decisions
+    # supersede each other (closed); the last one in each environment is still open.
+    "outcomes": {"decided": 8, **outcome_columns(closed=6, pending=2), "events": 0},
+    "outcomes_by": {
+        "kind": {
+            "alternate_product": {"decided": 1, **outcome_columns(closed=1, pending=0)},
+            "message": {"decided": 4, **outcome_columns(closed=3, pending=1)},
+            "none": {"decided": 2, **outcome_columns(closed=2, pending=0)},
+            "promotional_offer": {"decided": 1, **outcome_columns(closed=0, pending=1)},
+        },
+        "selector": {"choose": {"decided": 8, **outcome_columns(closed=6, pending=2)}},
+    },
+    "experiments": {},
 }  # fmt: skip
 
 
