@@ -84,12 +84,16 @@ def code_blocks(path: Path) -> list[Block]:
             end += 1
         else:
             raise AssertionError(f"{path}:{i + 1}: code fence never closed")
+        indent = len(match["indent"])  # a fence indented in a list item: so is its code
+        code = "\n".join(
+            line[indent:] if not line[:indent].strip() else line for line in lines[start:end]
+        )
         blocks.append(
             Block(
                 path=path,
                 line=start + 1,
                 language=language,
-                code="\n".join(lines[start:end]) + "\n",
+                code=code + "\n",
                 action=marker["action"] if marker else None,
                 argument=marker["argument"] if marker else "",
             )
