@@ -236,6 +236,9 @@ class JWSVerifier:
         self._ca_policy, self._ee_policy = _extension_policies()
         self._cache: OrderedDict[tuple[str, ...], _Chain] = OrderedDict()
         self._headers: dict[str, tuple[str, ...]] = {}
+        # The last header seen: App Store tokens repeat one header (alg + x5c, ~2.5 kB) for
+        # weeks, and comparing it costs a memcmp where a dict lookup hashes it anew.
+        self._last_header: tuple[str, tuple[str, ...]] | None = None
         self._hits = self._misses = 0
         self._lock = threading.Lock()
 
@@ -247,10 +250,11 @@ class JWSVerifier:
                 "malformed", "the JWS is not three base64url parts separated by dots"
             )
         header_part, payload_part, signature_part = parts
-        with self._lock:
-            x5c = self._headers.get(header_part)
-        if x5c is None:
-            x5c = self._read_header(header_part)
+        last = self._last_header
+        if last is not None and last[0] == header_part:
+            x5c = last[1]
+        else:
+            x5c = self._header_x5c(header_part)
         if _B64URL.fullmatch(payload_part) is None or _B64URL.fullmatch(signature_part) is None:
             raise VerificationError("malformed", "the JWS payload or signature is not base64url")
         payload = _json_object(payload_part, "payload")
@@ -277,6 +281,16 @@ class JWSVerifier:
                 "bad_signature", "the JWS signature does not verify with the leaf's key"
             ) from None
         return payload
+
+    def _header_x5c(self, header_part: str) -> tuple[str, ...]:
+        """The ``x5c`` of a header: remembered, or read and checked now."""
+        with self._lock:
+            x5c = self._headers.get(header_part)
+        if x5c is None:
+            x5c = self._read_header(header_part)
+        if self.cache_size:
+            self._last_header = (header_part, x5c)
+        return x5c
 
     def _read_header(self, header_part: str) -> tuple[str, ...]:
         """Check a header not seen before; return its ``x5c`` and remember the header."""
@@ -308,6 +322,7 @@ class JWSVerifier:
         with self._lock:
             self._cache.clear()
             self._headers.clear()
+            self._last_header = None
 
     def cache_info(self) -> CacheInfo:
         """Chain cache statistics, like ``functools.lru_cache``'s."""
