@@ -20,6 +20,8 @@ PERF_TEST_POLL_KEY = "RETENTION_PERF_TEST_POLL_INTERVAL"
 
 
 def _seconds(key: str, default: float) -> float:
+    """A wait from the config: set and checked by ``init_app``, read again here so that a
+    value changed after ``init_app`` (as tests do) is honoured, and checked again."""
     from flask import current_app
 
     value = current_app.config.get(key, default)

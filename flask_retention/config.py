@@ -43,6 +43,8 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "RETENTION_API_RETRY_AFTER_CAP": 60.0,
     "RETENTION_API_PACING": 1.0,
     "RETENTION_API_BUDGET_WAIT": 0.0,
+    "RETENTION_SYNC_LOCK_TIMEOUT": 900,
+    "RETENTION_PERF_TEST_POLL_INTERVAL": 5,
     "RETENTION_DECISION_LOG_QUEUE": 10000,
     "RETENTION_DECISION_LOG_BATCH": 500,
     "RETENTION_DECISION_LOG_INTERVAL": 1.0,
@@ -225,6 +227,8 @@ class Settings:
     decision_log_queue: int = 10000
     decision_log_batch: int = 500
     decision_log_interval: float = 1.0
+    sync_lock_timeout: float = 900.0
+    perf_test_poll_interval: float = 5.0
 
     @property
     def default_environment(self) -> str:
@@ -315,4 +319,6 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
         decision_log_queue=_number(config, "RETENTION_DECISION_LOG_QUEUE", minimum=1, integer=True),
         decision_log_batch=_number(config, "RETENTION_DECISION_LOG_BATCH", minimum=1, integer=True),
         decision_log_interval=_number(config, "RETENTION_DECISION_LOG_INTERVAL", minimum=0.001),
+        sync_lock_timeout=_number(config, "RETENTION_SYNC_LOCK_TIMEOUT", minimum=0),
+        perf_test_poll_interval=_number(config, "RETENTION_PERF_TEST_POLL_INTERVAL", minimum=0),
     )
