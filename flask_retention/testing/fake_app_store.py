@@ -18,11 +18,9 @@ import json
 import logging
 import math
 import socket
-import struct
 import threading
 import time
 import uuid
-import zlib
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -35,7 +33,14 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from ..validation import KNOWN_LOCALES
+from ..png import read_png_info
+from ..validation import (
+    BULLET_POINT_SIDE,
+    FULL_SIZE_MAX_HEIGHT,
+    FULL_SIZE_MIN_HEIGHT,
+    FULL_SIZE_WIDTH,
+    KNOWN_LOCALES,
+)
 from .performance import DEFAULT_PERFORMANCE_TEST_CONFIG as DEFAULT_PERFORMANCE_TEST_CONFIG
 from .performance import PerformanceTestRun, RealtimeRequestSigner
 from .performance import performance_test_config as checked_performance_test_config
@@ -162,7 +167,6 @@ BULLET_TEXT_MAX: Final = 66
 BULLET_POINTS_MAX: Final = 5
 REALTIME_URL_MAX: Final = 256
 
-PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 IMAGE_SIZES: Final = ("FULL_SIZE", "BULLET_POINT")
 
 
@@ -257,47 +261,6 @@ def _normalise_uuid(value: str | uuid.UUID) -> str | None:
         return str(uuid.UUID(value))
     except ValueError:
         return None
-
-
-@dataclass(frozen=True, slots=True)
-class PngInfo:
-    """What the fake checks in a PNG: dimensions and whether it may be transparent."""
-
-    width: int
-    height: int
-    has_alpha: bool
-
-
-def read_png_header(data: bytes) -> PngInfo | None:
-    """Width, height and transparency of a PNG, or ``None`` when ``data`` is not one.
-
-    A light check, enough for the fake: the signature, a well-formed ``IHDR``
-    (its CRC too), the colour type, and a ``tRNS`` chunk before the image data.
-    """
-    if not data.startswith(PNG_SIGNATURE) or len(data) < 33:
-        return None
-    length, kind = struct.unpack(">I4s", data[8:16])
-    if kind != b"IHDR" or length != 13:
-        return None
-    ihdr = data[16:29]
-    (crc,) = struct.unpack(">I", data[29:33])
-    if zlib.crc32(kind + ihdr) != crc:
-        return None
-    width, height, _depth, colour_type, _comp, _filter, _interlace = struct.unpack(">IIBBBBB", ihdr)
-    if width == 0 or height == 0 or colour_type not in (0, 2, 3, 4, 6):
-        return None
-    has_alpha = colour_type in (4, 6)
-    offset = 33
-    while offset + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[offset : offset + 8])
-        if kind == b"tRNS":
-            has_alpha = True
-        if kind in (b"IDAT", b"IEND"):
-            break
-        offset += 12 + length
-    else:
-        return None
-    return PngInfo(width, height, has_alpha)
 
 
 class _SlidingWindow:
@@ -747,13 +710,19 @@ class FakeAppStore:
         data = request.get_data()
         if request.mimetype != "image/png":
             raise _ApiError("InvalidImageError", "Invalid request. Send the PNG as image/png.")
-        info = read_png_header(data)
-        if info is None or info.has_alpha:
+        try:
+            info = read_png_info(data)
+        except ValueError:
+            raise _ApiError("InvalidImageError") from None
+        if info.has_transparency:
             raise _ApiError("InvalidImageError")
         if size == "FULL_SIZE":
-            fits = info.width == 3840 and 160 <= info.height <= 2160
+            fits = (
+                info.width == FULL_SIZE_WIDTH
+                and FULL_SIZE_MIN_HEIGHT <= info.height <= FULL_SIZE_MAX_HEIGHT
+            )
         else:
-            fits = info.width == 1024 and info.height == 1024
+            fits = info.width == info.height == BULLET_POINT_SIDE
         if not fits:
             raise _ApiError("InvalidImageError")
         with self._lock:
