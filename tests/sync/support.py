@@ -18,7 +18,7 @@ from flask.testing import FlaskCliRunner
 from flask_retention import RealtimeRequest, Retention
 from flask_retention.testing import AppStoreSigner, FakeAppStore, RecordedRequest
 
-from .catalogue_support import bullet_png, full_png
+from ..catalogue_support import bullet_png, full_png
 
 PRODUCT = "com.example.retention.monthly"
 LOCALE = "en-US"

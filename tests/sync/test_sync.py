@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskCliRunner
 
-from flask_retention.api import reset_rate_limits
-from flask_retention.testing import AppStoreSigner, FakeAppStore
+from flask_retention.testing import FakeAppStore
 
-from .sync_support import (
+from .support import (
     LOCALE,
     PRODUCT,
     build_catalogue,
@@ -22,45 +19,8 @@ from .sync_support import (
     fails,
     invoke,
     ok,
-    sync_app,
     writes,
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits() -> Iterator[None]:
-    reset_rate_limits()
-    yield
-    reset_rate_limits()
-
-
-@pytest.fixture
-def app(
-    tmp_path: Path,
-    database_url: str,
-    fake_app_store_url: str,
-    app_store_key: ec.EllipticCurvePrivateKey,
-    app_store_key_id: str,
-    app_store_issuer_id: str,
-    app_store_bundle_id: str,
-    app_store_signer: AppStoreSigner,
-) -> Iterator[Flask]:
-    with sync_app(
-        tmp_path,
-        database_url,
-        store_url=fake_app_store_url,
-        key=app_store_key,
-        key_id=app_store_key_id,
-        issuer_id=app_store_issuer_id,
-        bundle_id=app_store_bundle_id,
-        signer=app_store_signer,
-    ) as app:
-        yield app
-
-
-@pytest.fixture
-def runner(app: Flask) -> FlaskCliRunner:
-    return app.test_cli_runner()
 
 
 def test_first_sync_uploads_everything_in_order(
@@ -328,7 +288,7 @@ def test_progress_counts_steps_and_estimates_from_the_clients_pacing(
 def test_a_changed_image_replaces_its_messages_and_the_old_image_goes_last(
     runner: FlaskCliRunner, tmp_path: Path, fake_app_store: FakeAppStore
 ) -> None:
-    from .catalogue_support import full_png
+    from ..catalogue_support import full_png
 
     build_catalogue(runner, tmp_path)
     ok(invoke(runner, "sync"))

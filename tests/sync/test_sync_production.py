@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
-from flask import Flask
 from flask.testing import FlaskCliRunner
 
-from flask_retention.api import reset_rate_limits
-from flask_retention.testing import AppStoreSigner, FakeAppStore
+from flask_retention.testing import FakeAppStore
 
-from .sync_support import LOCALE, PRODUCT, build_catalogue, endpoints, invoke, ok, sync_app, writes
+from .support import LOCALE, PRODUCT, build_catalogue, endpoints, invoke, ok, writes
 
 
 @pytest.fixture
@@ -22,41 +18,9 @@ def app_store_environment() -> str:
     return "Production"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits() -> Iterator[None]:
-    reset_rate_limits()
-    yield
-    reset_rate_limits()
-
-
 @pytest.fixture
-def app(
-    tmp_path: Path,
-    database_url: str,
-    fake_app_store_url: str,
-    app_store_key: ec.EllipticCurvePrivateKey,
-    app_store_key_id: str,
-    app_store_issuer_id: str,
-    app_store_bundle_id: str,
-    app_store_signer: AppStoreSigner,
-) -> Iterator[Flask]:
-    with sync_app(
-        tmp_path,
-        database_url,
-        store_url=fake_app_store_url,
-        key=app_store_key,
-        key_id=app_store_key_id,
-        issuer_id=app_store_issuer_id,
-        bundle_id=app_store_bundle_id,
-        signer=app_store_signer,
-        RETENTION_ENVIRONMENT=["Production", "Sandbox"],
-    ) as app:
-        yield app
-
-
-@pytest.fixture
-def runner(app: Flask) -> FlaskCliRunner:
-    return app.test_cli_runner()
+def extra_config() -> dict[str, object]:
+    return {"RETENTION_ENVIRONMENT": ["Production", "Sandbox"]}
 
 
 def _uuids(runner: FlaskCliRunner) -> dict[str, str]:

@@ -5,24 +5,21 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy.orm import Session
 
-from flask_retention.api import reset_rate_limits
 from flask_retention.extension import get_state
 from flask_retention.models import Decision, PerformanceTest, SyncLock, utcnow
 from flask_retention.sync import SyncLockedError, acquire_sync_lock
 from flask_retention.testing import AppStoreSigner, FakeAppStore, serve
 
-from .sync_support import (
+from .support import (
     LOCALE,
     PRODUCT,
     InFlight,
@@ -30,59 +27,8 @@ from .sync_support import (
     fails,
     invoke,
     ok,
-    sync_app,
     writes,
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits() -> Iterator[None]:
-    reset_rate_limits()
-    yield
-    reset_rate_limits()
-
-
-@pytest.fixture
-def selector_delay() -> float:
-    return 0.0
-
-
-@pytest.fixture
-def extra_config() -> dict[str, object]:
-    return {}
-
-
-@pytest.fixture
-def app(
-    tmp_path: Path,
-    database_url: str,
-    fake_app_store_url: str,
-    app_store_key: ec.EllipticCurvePrivateKey,
-    app_store_key_id: str,
-    app_store_issuer_id: str,
-    app_store_bundle_id: str,
-    app_store_signer: AppStoreSigner,
-    selector_delay: float,
-    extra_config: dict[str, object],
-) -> Iterator[Flask]:
-    with sync_app(
-        tmp_path,
-        database_url,
-        store_url=fake_app_store_url,
-        key=app_store_key,
-        key_id=app_store_key_id,
-        issuer_id=app_store_issuer_id,
-        bundle_id=app_store_bundle_id,
-        signer=app_store_signer,
-        selector_delay=selector_delay,
-        **extra_config,
-    ) as app:
-        yield app
-
-
-@pytest.fixture
-def runner(app: Flask) -> FlaskCliRunner:
-    return app.test_cli_runner()
 
 
 @pytest.fixture
