@@ -77,20 +77,12 @@ class AppleStatus:
     last_seen_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StoredImage:
-    """One stored version of an image (its bytes: :meth:`Catalogue.image_data`)."""
+class _Version:
+    """What stored image and message versions share: retirement and Apple's state."""
 
-    name: str
-    version: int
-    uuid: UUID
-    size: ImageSize
-    width: int
-    height: int
-    sha256: str
-    created_at: datetime
+    __slots__ = ()
     retired_at: datetime | None
-    apple: Mapping[str, AppleStatus] = field(default_factory=dict)
+    apple: Mapping[str, AppleStatus]
 
     @property
     def retired(self) -> bool:
@@ -104,6 +96,22 @@ class StoredImage:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredImage(_Version):
+    """One stored version of an image (its bytes: :meth:`Catalogue.image_data`)."""
+
+    name: str
+    version: int
+    uuid: UUID
+    size: ImageSize
+    width: int
+    height: int
+    sha256: str
+    created_at: datetime
+    retired_at: datetime | None
+    apple: Mapping[str, AppleStatus] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class StoredBulletPoint:
     """A bullet point of a stored message, with the UUID of its image version."""
 
@@ -114,7 +122,7 @@ class StoredBulletPoint:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredMessage:
+class StoredMessage(_Version):
     """One stored version of a message, with the UUIDs of the image versions it uses."""
 
     name: str
@@ -130,16 +138,6 @@ class StoredMessage:
     created_at: datetime
     retired_at: datetime | None
     apple: Mapping[str, AppleStatus] = field(default_factory=dict)
-
-    @property
-    def retired(self) -> bool:
-        """Whether a newer version replaced it or it was retired."""
-        return self.retired_at is not None
-
-    def state(self, environment: str) -> str | None:
-        """Apple's state of this version in ``environment`` (``None``: not uploaded)."""
-        status = self.apple.get(environment)
-        return None if status is None else status.state
 
     def entry(self) -> MessageEntry:
         """This version as a catalogue entry (names, not UUIDs)."""
