@@ -321,31 +321,53 @@ class _Writer:
         )
         if current is not None and _message_key(current) == key:
             return current
-        row = Message(
-            name=entry.name,
+        row = self._new_message(
+            entry.name,
+            entry.header,
+            entry.body,
+            image,
+            entry.image_alt_text,
+            entry.header_position,
+            [
+                (b.text, bullet_image, b.alt_text)
+                for b, bullet_image in zip(entry.bullet_points, bullet_images, strict=True)
+            ],
+        )
+        return self._store_message(row)
+
+    def _new_message(
+        self,
+        name: str,
+        header: str,
+        body: str,
+        image: Image | None,
+        image_alt_text: str | None,
+        header_position: str | None,
+        bullets: list[tuple[str, Image, str]],
+    ) -> Message:
+        """A new (unsaved) version row of message ``name``, with a fresh UUID."""
+        return Message(
+            name=name,
             version=0,
             uuid=uuid4(),
-            header=entry.header,
-            body=entry.body,
+            header=header,
+            body=body,
             image_id=None if image is None else image.id,
             image=image,
-            image_alt_text=entry.image_alt_text,
-            header_position=entry.header_position,
+            image_alt_text=image_alt_text,
+            header_position=header_position,
             created_at=self.now,
             bullet_points=[
                 BulletPoint(
                     position=i,
-                    text=b.text,
+                    text=text,
                     image_id=bullet_image.id,
                     image=bullet_image,
-                    alt_text=b.alt_text,
+                    alt_text=alt_text,
                 )
-                for i, (b, bullet_image) in enumerate(
-                    zip(entry.bullet_points, bullet_images, strict=True)
-                )
+                for i, (text, bullet_image, alt_text) in enumerate(bullets)
             ],
         )
-        return self._store_message(row)
 
     def _store_message(self, row: Message) -> Message:
         current = self.messages.get(row.name)
@@ -377,25 +399,15 @@ class _Writer:
                 if current.image_id is None
                 else self.replaced_images.get(current.image_id, current.image)
             )
-            row = Message(
-                name=current.name,
-                version=0,
-                uuid=uuid4(),
-                header=current.header,
-                body=current.body,
-                image_id=None if image is None else image.id,
-                image=image,
-                image_alt_text=current.image_alt_text,
-                header_position=current.header_position,
-                created_at=self.now,
-                bullet_points=[
-                    BulletPoint(
-                        position=b.position,
-                        text=b.text,
-                        image_id=self.replaced_images.get(b.image_id, b.image).id,
-                        image=self.replaced_images.get(b.image_id, b.image),
-                        alt_text=b.alt_text,
-                    )
+            row = self._new_message(
+                current.name,
+                current.header,
+                current.body,
+                image,
+                current.image_alt_text,
+                current.header_position,
+                [
+                    (b.text, self.replaced_images.get(b.image_id, b.image), b.alt_text)
                     for b in current.bullet_points
                 ],
             )
