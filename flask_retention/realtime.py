@@ -28,7 +28,7 @@ from .decisions import Decision, FallbackReason, retention_decided
 from .errors import ConfigurationError, VerificationError
 from .replay import ReplayGuard
 from .responses import Answer, OfferSigner, Unsendable, fallback, resolve
-from .selection import SelectorPool
+from .selection import AlarmRunner, SelectorPool
 
 if TYPE_CHECKING:
     from .extension import RetentionState
@@ -182,6 +182,12 @@ class RealtimeEndpoint:
         self.pool = SelectorPool(
             app, size=settings.selector_workers, timeout=settings.selector_timeout
         )
+        #: Runs the selector in the request thread when it is the main thread, else ``None``.
+        self.alarm: AlarmRunner | None = (
+            AlarmRunner(app, timeout=settings.selector_timeout)
+            if settings.selector_runner == "auto"
+            else None
+        )
         self.offers = OfferSigner.from_settings(settings)
         self._no_selector_logged = False
         self._log_lock = threading.Lock()
@@ -259,7 +265,10 @@ class RealtimeEndpoint:
                 self._log_no_selector()
                 return fallback(req, lookup, "no_selector")
             decision.selector = getattr(selector, "__qualname__", None) or repr(selector)
-            outcome = self.pool.run(selector, req)
+            alarm = self.alarm
+            outcome = None if alarm is None else alarm.run(selector, req)
+            if outcome is None:
+                outcome = self.pool.run(selector, req)
             if outcome.status != "ok":
                 reason: FallbackReason = (
                     "selector_error" if outcome.status == "error" else outcome.status

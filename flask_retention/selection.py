@@ -1,28 +1,47 @@
-"""Run the host's selector under a time limit, on a bounded set of worker threads.
+"""Run the host's selector under a time limit: in the request thread, or on worker threads.
 
-The request thread hands the selector to a long-lived worker and waits at
-most ``timeout`` seconds for its answer; when it does not come, the request
-is answered with the fallback while the selector runs on. A worker whose
-selector is stuck stays busy until it returns, and the pool never grows past
-its size: when every worker is busy the request gets the fallback at once
-instead of queueing behind stuck selectors.
+Handing a call to another thread and back costs about as much as the ES256
+verification of the request (two or three cross-thread wake-ups), so the
+selector runs where it costs least while its time limit still holds:
 
-The hand-off is one ``SimpleQueue.put`` and one ``SimpleQueue.get`` each way,
-with a reply queue per call, so a late answer can never reach another call
-(measured against ``ThreadPoolExecutor`` in ``benchmarks/realtime.py``).
-Threads start on first use in the process that serves, so a
+* :class:`AlarmRunner`, when the request is served by the process's main
+  thread (gunicorn's default sync workers, most WSGI servers' process-per-
+  request models, in-process calls): the selector runs in the request thread,
+  and a ``SIGALRM`` timer raises :class:`SelectorTimeout` in it when
+  ``RETENTION_SELECTOR_TIMEOUT`` is up. That interrupts Python code, sleeps,
+  waits on locks and socket I/O done by Python; a C extension that waits
+  without returning to Python (psycopg2's default blocking wait, say) is
+  interrupted only when it returns. A selector that overruns that way switches
+  the process to the worker threads for good, with a warning, so it can
+  happen once per process. The handler is installed only while ``SIGALRM`` is
+  unused (default disposition, no timer running), and the runner steps aside
+  whenever another timer or handler appears.
+* :class:`SelectorPool` everywhere else (threaded servers, ``RETENTION_SELECTOR_RUNNER
+  = "threads"``): the request thread hands the selector to a long-lived
+  worker and waits at most ``timeout`` seconds for its answer; when it does
+  not come, the request is answered with the fallback while the selector runs
+  on. A worker whose selector is stuck stays busy until it returns, and the
+  pool never grows past its size: when every worker is busy the request gets
+  the fallback at once instead of queueing behind stuck selectors.
+
+The pool's hand-off is one ``SimpleQueue.put`` and one ``SimpleQueue.get``
+each way, with a reply queue per call, so a late answer can never reach
+another call. Threads start on first use in the process that serves, so a
 ``gunicorn --preload`` fork starts its own.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
+from types import FrameType
 from typing import Any, Final, Literal
 
 from flask import Flask
@@ -69,6 +88,134 @@ class _Worker:
 
 def _name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _report_error(fn: Callable[..., Any], arg: Any, e: BaseException) -> Outcome:
+    logger.error(
+        "flask-retention: selector %s raised %s for request %s; the fallback answers.",
+        _name(fn),
+        type(e).__name__,
+        getattr(arg, "request_identifier", "?"),
+        exc_info=e,
+    )
+    return Outcome("error", e)
+
+
+class SelectorTimeout(BaseException):
+    """Raised inside a selector running in the main thread when its time is up.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that a selector's
+    ``except Exception`` does not swallow it, and SQLAlchemy discards a
+    connection it interrupts instead of reusing it.
+    """
+
+
+#: Seconds past the time limit after which a selector counts as not interruptible
+#: (psycopg 3 looks for signals every 0.1 s while it waits for the server).
+LATE_GRACE: Final = 0.15
+
+_HAS_ALARM: Final = hasattr(signal, "setitimer") and hasattr(signal, "SIGALRM")
+
+# The one selector call that SIGALRM may interrupt: signals are process-wide and their
+# handlers run in the main thread, so there is at most one at a time.
+_armed = False
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    global _armed
+    if _armed:
+        _armed = False
+        raise SelectorTimeout
+
+
+class AlarmRunner:
+    """Runs a selector in the calling thread when that is the main thread, under a
+    ``SIGALRM`` time limit of ``timeout`` seconds (see the module's docstring).
+
+    :meth:`run` returns ``None`` when it cannot be used for this call (another
+    thread, ``SIGALRM`` in other use, a call already running, or switched off
+    after a selector it could not interrupt): the caller then uses the pool.
+    """
+
+    def __init__(self, app: Flask, *, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+        #: Why this runner no longer runs selectors, once it has stopped (for good).
+        self.disabled: str | None = None if _HAS_ALARM else "no SIGALRM on this platform"
+        self._refused_logged = False
+
+    def run(self, fn: Callable[[Any], Any], arg: Any) -> Outcome | None:
+        """``fn(arg)`` here within the time limit, or ``None`` to use the pool."""
+        global _armed
+        if (
+            self.disabled is not None
+            or _armed
+            or threading.get_ident() != threading.main_thread().ident
+            or (signal.getsignal(signal.SIGALRM) is not _on_alarm and not self._install())
+        ):
+            return None
+        # A context of its own, as on a worker thread: the app context without the request's.
+        return contextvars.Context().run(self._run, fn, arg)
+
+    def _run(self, fn: Callable[[Any], Any], arg: Any) -> Outcome | None:
+        global _armed
+        timeout = self.timeout
+        started = time.monotonic()
+        # The app context is pushed before the timer starts and popped after it stops, so
+        # that the alarm never interrupts Flask's own context handling or the teardowns.
+        with self.app.app_context():
+            try:
+                _armed = True
+                previous = signal.setitimer(signal.ITIMER_REAL, timeout)
+                if previous[0]:  # someone else's timer: give it back, and step aside
+                    _armed = False
+                    signal.setitimer(signal.ITIMER_REAL, *previous)
+                    return None
+                try:
+                    outcome = Outcome("ok", fn(arg))
+                finally:
+                    _armed = False
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            except SelectorTimeout:
+                _armed = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                outcome = Outcome("timeout")
+            except Exception as e:
+                outcome = _report_error(fn, arg, e)
+        elapsed = time.monotonic() - started
+        if elapsed > timeout + LATE_GRACE:
+            self._give_up(fn, elapsed)
+            return Outcome("timeout")
+        return outcome
+
+    def _install(self) -> bool:
+        """Take ``SIGALRM`` if nobody uses it; ``False`` (logged once) when somebody does."""
+        if signal.getsignal(signal.SIGALRM) == signal.SIG_DFL and not any(
+            signal.getitimer(signal.ITIMER_REAL)
+        ):
+            signal.signal(signal.SIGALRM, _on_alarm)
+            return True
+        if not self._refused_logged:
+            self._refused_logged = True
+            logger.info(
+                "flask-retention: SIGALRM is in use in this process; selectors run on worker "
+                "threads (RETENTION_SELECTOR_WORKERS)."
+            )
+        return False
+
+    def _give_up(self, fn: Callable[..., Any], elapsed: float) -> None:
+        self.disabled = f"selector {_name(fn)} could not be interrupted"
+        logger.warning(
+            "flask-retention: selector %s ran %.3f s, past RETENTION_SELECTOR_TIMEOUT (%s s), "
+            "in a call that the time limit's signal cannot interrupt (a C extension waiting "
+            "without returning to Python, such as psycopg2's default wait); the fallback "
+            "answered late. From now on this process runs selectors on worker threads, whose "
+            "time limit holds whatever the selector waits on. Set RETENTION_SELECTOR_RUNNER = "
+            "'threads' to start that way.",
+            _name(fn),
+            elapsed,
+            self.timeout,
+        )
 
 
 class SelectorPool:
@@ -168,14 +315,7 @@ class SelectorPool:
                 with app.app_context():
                     outcome = Outcome("ok", fn(arg))
             except BaseException as e:  # a selector's failure must not end the worker
-                logger.error(
-                    "flask-retention: selector %s raised %s for request %s; the fallback answers.",
-                    _name(fn),
-                    type(e).__name__,
-                    getattr(arg, "request_identifier", "?"),
-                    exc_info=e,
-                )
-                outcome = Outcome("error", e)
+                outcome = _report_error(fn, arg, e)
             worker.running = False
             with self._lock:
                 keep = worker.generation == self._generation
