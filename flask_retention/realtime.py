@@ -139,23 +139,24 @@ def plain_request(payload: Any) -> RealtimeRequest | None:
     )
 
 
-def read_signed_payload(request: Request) -> str:
+def read_signed_payload(request: Request, max_content_length: int | None) -> str:
     """The ``signedPayload`` of the body: at most :data:`BODY_LIMIT` bytes, JSON whatever
-    the Content-Type says."""
-    length = request.content_length
-    if length is not None and length > BODY_LIMIT:
-        raise Rejected(413, "too_large", f"The body is over {BODY_LIMIT} bytes.")
-    # Without a Content-Length (a chunked body), read one byte past the limit to see it.
-    wanted = BODY_LIMIT + 1 if length is None else length
-    stream = request.stream
-    body = b""
-    while len(body) < wanted:
-        chunk = stream.read(wanted - len(body))
-        if not chunk:
-            break
-        body += chunk
-    if len(body) > BODY_LIMIT:
-        raise Rejected(413, "too_large", f"The body is over {BODY_LIMIT} bytes.")
+    the Content-Type says.
+
+    A body with a ``Content-Length`` within both limits (:data:`BODY_LIMIT` and the
+    host's ``MAX_CONTENT_LENGTH``, given as ``max_content_length``) is read straight
+    from ``wsgi.input``; anything else goes through Werkzeug's stream, which
+    refuses what the host's limit refuses.
+    """
+    environ = request.environ
+    try:
+        length = int(environ["CONTENT_LENGTH"])
+    except (KeyError, ValueError, TypeError):
+        length = -1
+    if 0 <= length <= BODY_LIMIT and (max_content_length is None or length <= max_content_length):
+        body = _read(environ["wsgi.input"], length)
+    else:
+        body = _read_stream(request)
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):
@@ -164,6 +165,28 @@ def read_signed_payload(request: Request) -> str:
     if not isinstance(token, str):
         raise malformed('The body has no "signedPayload" string.')
     return token
+
+
+def _read(stream: Any, wanted: int) -> bytes:
+    """Up to ``wanted`` bytes of ``stream`` (fewer only when it ends first)."""
+    body = stream.read(wanted)
+    while len(body) < wanted:
+        chunk = stream.read(wanted - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
+def _read_stream(request: Request) -> bytes:
+    length = request.content_length
+    if length is not None and length > BODY_LIMIT:
+        raise Rejected(413, "too_large", f"The body is over {BODY_LIMIT} bytes.")
+    # Without a Content-Length (a chunked body), read one byte past the limit to see it.
+    body = _read(request.stream, BODY_LIMIT + 1 if length is None else length)
+    if len(body) > BODY_LIMIT:
+        raise Rejected(413, "too_large", f"The body is over {BODY_LIMIT} bytes.")
+    return body
 
 
 class RealtimeEndpoint:
@@ -305,9 +328,12 @@ class RealtimeEndpoint:
 
     # -- the response and its decision ---------------------------------------
 
-    def respond(self, decision: Decision, status: int, body: dict[str, Any]) -> Response:
-        """The JSON response; completes ``decision`` and sends :data:`retention_decided`."""
-        response = self.app.response_class(_encode(body), status, content_type="application/json")
+    def respond(self, decision: Decision, status: int, body: dict[str, Any] | bytes) -> Response:
+        """The JSON response (``body`` a dict, or already encoded); completes ``decision``
+        and sends :data:`retention_decided`."""
+        if not isinstance(body, bytes):
+            body = _encode(body).encode()
+        response = self.app.response_class(body, status, content_type="application/json")
         if status == 405:
             response.headers["Allow"] = "POST"
         decision.status = status
@@ -333,7 +359,7 @@ class RealtimeEndpoint:
         decision.kind = answer.kind
         decision.message_id = answer.message_id
         decision.fallback_reason = answer.fallback_reason
-        return self.respond(decision, 200, answer.body)
+        return self.respond(decision, 200, answer.json())
 
     # -- helpers -------------------------------------------------------------
 

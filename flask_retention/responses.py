@@ -10,11 +10,12 @@ the choice cannot be sent, the fallback answers: the default message for
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -29,6 +30,9 @@ logger = logging.getLogger("flask_retention")
 OFFER_AUDIENCE = "promotional-offer"
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """A ``200`` body and what it holds, for the decision."""
@@ -37,6 +41,31 @@ class Answer:
     kind: Kind
     message_id: uuid.UUID | None = None
     fallback_reason: FallbackReason | None = None
+    #: ``body`` as compact JSON, when it was encoded ahead (see :func:`message_answer`).
+    encoded: bytes | None = field(default=None, repr=False, compare=False)
+
+    def json(self) -> bytes:
+        """The body as compact JSON."""
+        return self.encoded if self.encoded is not None else _encode(self.body).encode()
+
+
+#: Answers naming one message, by (message, fallback reason): there are few of them, and
+#: they are the usual answer, so each is built and encoded once.
+_message_answers: dict[tuple[uuid.UUID, FallbackReason | None], Answer] = {}
+_MESSAGE_ANSWERS_MAX: Final = 4096
+
+
+def message_answer(mid: uuid.UUID, reason: FallbackReason | None = None) -> Answer:
+    """The answer ``{"message": {"messageIdentifier": mid}}`` (shared: do not change it)."""
+    key = (mid, reason)
+    answer = _message_answers.get(key)
+    if answer is None:
+        body = {"message": {"messageIdentifier": str(mid)}}
+        answer = Answer(body, "message", mid, reason, encoded=_encode(body).encode())
+        if len(_message_answers) >= _MESSAGE_ANSWERS_MAX:
+            _message_answers.clear()
+        _message_answers[key] = answer
+    return answer
 
 
 class Unsendable(Exception):
@@ -134,7 +163,7 @@ def resolve(
     """Apple's response body for ``choice``; raises :class:`Unsendable` when it cannot be sent."""
     if isinstance(choice, Message):
         mid = _message_id(choice.message, req, lookup, bare=False)
-        return Answer({"message": {"messageIdentifier": str(mid)}}, "message", mid)
+        return message_answer(mid)
     if isinstance(choice, SwitchPlan):
         mid = _message_id(choice.message, req, lookup, bare=True)
         product: dict[str, Any] = {"messageIdentifier": str(mid), "productId": choice.product_id}
@@ -178,7 +207,5 @@ def fallback(req: RealtimeRequest, lookup: CatalogueLookup, reason: FallbackReas
         logger.exception("flask-retention: the catalogue lookup failed; answering {}.")
         facts = None
     if facts is not None and facts.approved:
-        return Answer(
-            {"message": {"messageIdentifier": str(facts.uuid)}}, "message", facts.uuid, reason
-        )
+        return message_answer(facts.uuid, reason)
     return Answer({}, "none", None, reason)

@@ -33,6 +33,7 @@ another call. Threads start on first use in the process that serves, so a
 from __future__ import annotations
 
 import contextvars
+import importlib
 import logging
 import os
 import signal
@@ -116,6 +117,11 @@ LATE_GRACE: Final = 0.15
 
 _HAS_ALARM: Final = hasattr(signal, "setitimer") and hasattr(signal, "SIGALRM")
 
+try:  # signal.getsignal wraps this one in an enum conversion that costs ~3 us per call
+    _getsignal: Callable[[int], object] = importlib.import_module("_signal").getsignal
+except (ImportError, AttributeError):  # pragma: no cover - other Pythons
+    _getsignal = signal.getsignal
+
 # The one selector call that SIGALRM may interrupt: signals are process-wide and their
 # handlers run in the main thread, so there is at most one at a time.
 _armed = False
@@ -151,7 +157,7 @@ class AlarmRunner:
             self.disabled is not None
             or _armed
             or threading.get_ident() != threading.main_thread().ident
-            or (signal.getsignal(signal.SIGALRM) is not _on_alarm and not self._install())
+            or (_getsignal(signal.SIGALRM) is not _on_alarm and not self._install())
         ):
             return None
         # A context of its own, as on a worker thread: the app context without the request's.

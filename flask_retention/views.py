@@ -44,7 +44,9 @@ def realtime() -> Response:
     try:
         if request.method != "POST":
             raise Rejected(405, "method_not_allowed", "The real-time endpoint accepts POST only.")
-        token = read_signed_payload(request)  # 413, 400 malformed
+        token = read_signed_payload(
+            request, endpoint.app.config.get("MAX_CONTENT_LENGTH")
+        )  # 413, 400
         req = endpoint.verify(token)  # 401 <reason>, 400 malformed
         decision.note_request(req)
         endpoint.check(req, time.time())  # 403 wrong_app, wrong_environment, stale, replayed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -13,7 +14,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from flask_retention import Message, PromotionalOffer, RealtimeRequest, SwitchPlan
 from flask_retention.lookup import EmptyLookup, MessageFacts
-from flask_retention.responses import OfferSigner, Unsendable, fallback, resolve
+from flask_retention.responses import (
+    Answer,
+    OfferSigner,
+    Unsendable,
+    fallback,
+    message_answer,
+    resolve,
+)
 
 from .memory_lookup import MemoryLookup
 from .support import vector
@@ -269,3 +277,23 @@ def test_fallback_answers_empty_when_the_lookup_fails(caplog: pytest.LogCaptureF
     answer = fallback(realtime_request(), BrokenLookup(), "selector_error")
     assert answer.body == {}
     assert "catalogue lookup failed" in caplog.text
+
+
+def test_message_answers_are_encoded_once_and_shared() -> None:
+    mid = uuid.uuid4()
+    answer = message_answer(mid)
+    assert answer is message_answer(mid)
+    assert answer.json() == json.dumps(answer.body, separators=(",", ":")).encode()
+    assert json.loads(answer.json()) == {"message": {"messageIdentifier": str(mid)}}
+    fallback_answer = message_answer(mid, "timeout")
+    assert fallback_answer is not answer
+    assert fallback_answer.fallback_reason == "timeout"
+    assert fallback_answer.json() == answer.json()
+
+
+def test_answers_built_per_request_are_encoded_when_sent() -> None:
+    answer = Answer(
+        {"alternateProduct": {"messageIdentifier": "x", "productId": "p"}}, "alternate_product"
+    )
+    assert answer.encoded is None
+    assert answer.json() == b'{"alternateProduct":{"messageIdentifier":"x","productId":"p"}}'
