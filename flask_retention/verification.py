@@ -48,7 +48,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import verification as x509v
 
 from .config import load_root_certificates
@@ -63,6 +62,8 @@ INTERMEDIATE_OID: Final = x509.ObjectIdentifier("1.2.840.113635.100.6.2.1")
 
 _B64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 _ECDSA_SHA256: Final = ec.ECDSA(hashes.SHA256())
+#: The base64url characters whose 4 low bits are 0: the only canonical last of 86 characters.
+_CANONICAL_LAST: Final = "AQgw"
 _YEAR_9999_MS: Final = 253_370_764_800_000
 _CERT_ERRORS: Final = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
@@ -88,6 +89,21 @@ class _Chain:
 
 def _b64url(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _der_signature(raw: bytes) -> bytes:
+    """The DER ``ECDSA-Sig-Value`` of a 64-byte ``r || s``, as ``encode_dss_signature`` builds it.
+
+    Each integer drops its leading zero bytes and gets one ``00`` back when its
+    first byte has the high bit set (or it is zero); both fit short-form lengths.
+    """
+    r = raw[:32].lstrip(b"\0")
+    s = raw[32:].lstrip(b"\0")
+    if not r or r[0] & 0x80:
+        r = b"\0" + r
+    if not s or s[0] & 0x80:
+        s = b"\0" + s
+    return b"0%c\x02%c%b\x02%c%b" % (len(r) + len(s) + 4, len(r), r, len(s), s)
 
 
 def _json_object(part: str, what: str) -> dict[str, Any]:
@@ -264,18 +280,17 @@ class JWSVerifier:
             signature = _b64url(signature_part)
         except binascii.Error:
             raise VerificationError("malformed", "the JWS signature is not base64url") from None
-        # A 64-byte value has one canonical encoding: 86 characters, the last one's low bits 0.
-        if len(signature) != 64 or base64.urlsafe_b64encode(signature)[:86] != (
-            signature_part.encode("ascii")
-        ):
+        # 64 bytes are 86 characters, the last one carrying 4 unused bits that must be 0.
+        if len(signature) != 64 or signature_part[-1] not in _CANONICAL_LAST:
             raise VerificationError(
                 "bad_signature", "the JWS signature is not a 64-byte ES256 signature"
             )
-        der = encode_dss_signature(
-            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-        )
         try:
-            public_key.verify(der, f"{header_part}.{payload_part}".encode("ascii"), _ECDSA_SHA256)
+            public_key.verify(
+                _der_signature(signature),
+                f"{header_part}.{payload_part}".encode("ascii"),
+                _ECDSA_SHA256,
+            )
         except InvalidSignature:
             raise VerificationError(
                 "bad_signature", "the JWS signature does not verify with the leaf's key"

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,13 +19,21 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from cryptography.x509.oid import NameOID
 
 from flask_retention import ConfigurationError, VerificationError
 from flask_retention.config import bundled_root_pem
 from flask_retention.testing import BROKEN_VARIANT_REASONS, AppStoreSigner
-from flask_retention.verification import INTERMEDIATE_OID, LEAF_OID, JWSVerifier
+from flask_retention.verification import (
+    INTERMEDIATE_OID,
+    LEAF_OID,
+    JWSVerifier,
+    _der_signature,
+)
 
 from .support import vector
 
@@ -678,6 +687,50 @@ def test_a_non_canonical_signature_encoding_is_refused(
     assert base64.urlsafe_b64decode(changed + "==") == base64.urlsafe_b64decode(signature + "==")
 
     assert reason_of(verifier, f"{header}.{payload}.{changed}") == "bad_signature"
+
+
+@pytest.mark.parametrize("bit", [0b0001, 0b0010, 0b0100, 0b1000])
+def test_each_unused_bit_of_the_last_signature_character_is_refused(
+    signer: AppStoreSigner, verifier: JWSVerifier, bit: int
+) -> None:
+    header, payload, signature = good_parts(signer)
+    changed = signature[:-1] + B64URL[B64URL.index(signature[-1]) | bit]
+
+    assert reason_of(verifier, f"{header}.{payload}.{changed}") == "bad_signature"
+
+
+def test_signatures_ending_in_each_canonical_character_verify(
+    signer: AppStoreSigner, verifier: JWSVerifier
+) -> None:
+    """ECDSA signatures are random: sign until each of A, Q, g and w has ended one."""
+    endings: set[str] = set()
+    for _ in range(400):
+        token = signer.sign_realtime_request()
+        if token[-1] not in endings:
+            assert verifier.verify(token)["appAppleId"] == 1234567890
+            endings.add(token[-1])
+        if len(endings) == 4:
+            break
+
+    assert endings == {"A", "Q", "g", "w"}
+
+
+def _edge_integers() -> list[bytes]:
+    values = [0, 1, 0x7F, 0x80, 0xFF, 0x100, 2**255 - 1, 2**255, 2**256 - 1]
+    values += [0x7F << (8 * n) for n in range(1, 32)] + [0x80 << (8 * n) for n in range(1, 31)]
+    values += [int.from_bytes(bytes(n) + os.urandom(32 - n), "big") for n in range(33)]
+    return [v.to_bytes(32, "big") for v in values]
+
+
+def test_the_der_signature_is_the_one_the_library_encodes() -> None:
+    """Leading zero bytes, high bits, zero, the largest value, random ones: byte for byte."""
+    edges = _edge_integers()
+    raws = [r + s for r in edges for s in edges]
+    raws += [os.urandom(64) for _ in range(5000)]
+    for raw in raws:
+        r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+        assert _der_signature(raw) == encode_dss_signature(r, s), raw.hex()
+        assert decode_dss_signature(_der_signature(raw)) == (r, s)
 
 
 def test_error_messages_never_contain_the_token(
