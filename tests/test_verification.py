@@ -715,6 +715,73 @@ def test_signatures_ending_in_each_canonical_character_verify(
     assert endings == {"A", "Q", "g", "w"}
 
 
+def outcome(verifier: JWSVerifier, token: Any) -> tuple[str, Any]:
+    try:
+        return "verified", verifier.verify(token)
+    except VerificationError as e:
+        return e.reason, e.message
+
+
+def variants_of(token: str) -> list[Any]:
+    """The token broken in every way its payload and signature parts can be, and some more."""
+    header, payload, signature = token.split(".")
+    others = [chr(c) for c in range(128) if chr(c) not in B64URL] + ["é", "\u0660", "\uff21"]
+    mid_p, mid_s = len(payload) // 2, len(signature) // 2
+    tokens: list[Any] = [
+        token,
+        token.encode(),
+        None,
+        header,
+        f"{header}.",
+        f"{header}..{signature}",
+    ]
+    for c in others:
+        tokens += [
+            f"{header}.{payload[:mid_p]}{c}{payload[mid_p:]}.{signature}",
+            f"{header}.{payload}{c}.{signature}",
+            f"{header}.{payload}.{signature[:mid_s]}{c}{signature[mid_s:]}",
+            f"{header}.{payload}.{signature}{c}",
+            f"{header}{c}.{payload}.{signature}",
+        ]
+    for n in (1, 2, 3):
+        tokens += [
+            f"{header}.{payload[:-n]}.{signature}",
+            f"{header}.{payload}{'A' * n}.{signature}",
+            f"{header}.{payload}.{signature[:-n]}",
+            f"{header}.{payload}.{signature}{'A' * n}",
+            f"{header}.{payload}{'=' * n}.{signature}",
+            f"{header}.{payload}.{signature}{'=' * n}",
+        ]
+    tokens += [f"{header}.{payload}.{signature[:-1]}{c}" for c in B64URL]
+    tokens += [f"{header}.{payload}.", f"{header}.{payload}.{signature}.", token + "." + signature]
+    tokens += [
+        f"{header}.{b64url(body)}.{signature}"
+        for body in (b"nope", b"[1]", b"{}", b'{"signedDate": "1"}', b"\xff{}", NESTED_OBJECT)
+    ]
+    return tokens
+
+
+def test_a_header_seen_before_gives_every_token_the_same_answer(
+    signer: AppStoreSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify's short way for a known header against the long way (no cache, no known header)."""
+    long_way = JWSVerifier([signer.root_pem], cache_size=0)
+    known = JWSVerifier([signer.root_pem])
+    token = signer.sign_realtime_request()
+    known.verify(token)
+    long_ways: list[Any] = []
+    verify_parts = known._verify_parts
+    monkeypatch.setattr(known, "_verify_parts", lambda t: long_ways.append(t) or verify_parts(t))
+
+    assert known.verify(token) == long_way.verify(token)
+    assert long_ways == []
+    for variant in variants_of(token):
+        assert outcome(known, variant) == outcome(long_way, variant), variant
+    assert 300 < len(long_ways) < len(variants_of(token)) - 50
+    assert outcome(known, token)[0] == "verified"
+    assert known.cache_info().misses == 1
+
+
 def _edge_integers() -> list[bytes]:
     values = [0, 1, 0x7F, 0x80, 0xFF, 0x100, 2**255 - 1, 2**255, 2**256 - 1]
     values += [0x7F << (8 * n) for n in range(1, 32)] + [0x80 << (8 * n) for n in range(1, 31)]
