@@ -39,7 +39,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
@@ -67,6 +67,10 @@ _CANONICAL_LAST: Final = "AQgw"
 #: base64url to base64 for binascii; "+", "/" and "=" become "!", which strict decoding refuses.
 _URLSAFE_TO_STANDARD: Final = bytes.maketrans(b"-_+/=", b"+/!!!")
 _PADDING: Final = (b"", b"", b"==", b"=")
+#: json.loads without its wrapping: the same C scanner with the same (default) settings
+#: (typeshed does not declare ``scan_once``).
+_JSONScanner = Callable[[str, int], tuple[Any, int]]
+_SCAN_JSON: Final[_JSONScanner] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _YEAR_9999_MS: Final = 253_370_764_800_000
 _CERT_ERRORS: Final = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
@@ -129,7 +133,15 @@ def _json_object(part: str, what: str) -> dict[str, Any]:
 
 def _parsed_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        # What json.loads does for text that starts with a value and ends with it; anything
+        # else (whitespace around it, a BOM, trailing data, nothing) goes through json.loads.
+        try:
+            value, end = _SCAN_JSON(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
+            value = json.loads(text)
     except (ValueError, RecursionError):
         raise VerificationError("malformed", f"the JWS {what} is not base64url JSON") from None
     if not isinstance(value, dict):

@@ -33,6 +33,7 @@ from flask_retention.verification import (
     LEAF_OID,
     JWSVerifier,
     _der_signature,
+    _parsed_object,
 )
 
 from .support import vector
@@ -780,6 +781,51 @@ def test_a_header_seen_before_gives_every_token_the_same_answer(
     assert 300 < len(long_ways) < len(variants_of(token)) - 50
     assert outcome(known, token)[0] == "verified"
     assert known.cache_info().misses == 1
+
+
+JSON_TEXTS = [
+    b'{"signedDate":1}',
+    b' {"a":1}',
+    b'{"a":1} ',
+    b'\n\t{"a":1}\r\n',
+    b'\xef\xbb\xbf{"a":1}',
+    b'{"a":1}{}',
+    b'{"a":1} x',
+    b'{"a":1',
+    b"",
+    b" ",
+    b"{}",
+    b"[]",
+    b"1",
+    b'"x"',
+    b"null",
+    b'{"a":NaN,"b":-Infinity,"c":1e400,"d":1.5,"e":123456789012345678901234567890}',
+    b'{"a":1,"a":2}',
+    b'{"a":"\\ud800"}',
+    b'{"a":"\x01"}',
+    b'{"\xc3\xa9":"\xe2\x82\xac"}',
+    b'{"a":\xff}',
+    b'{"a":[1,{"b":[true,false,null]}]}',
+    b'{"a":1,}',
+    b"{'a':1}",
+    NESTED_OBJECT,
+]
+
+
+@pytest.mark.parametrize("text", JSON_TEXTS)
+def test_a_json_object_is_read_as_json_loads_reads_it(text: bytes) -> None:
+    try:
+        expected: Any = json.loads(text.decode("utf-8"))
+    except (ValueError, RecursionError):
+        expected = "malformed"
+    if not isinstance(expected, dict):
+        expected = "malformed"
+    try:
+        got: Any = _parsed_object(text, "payload")
+    except VerificationError as e:
+        got = e.reason
+
+    assert repr(got) == repr(expected)
 
 
 def _edge_integers() -> list[bytes]:
