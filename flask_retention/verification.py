@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import math
 import os
@@ -305,6 +306,13 @@ class JWSVerifier:
         # The last header seen: App Store tokens repeat one header (alg + x5c, ~2.5 kB) for
         # weeks, and comparing it costs a memcmp where a dict lookup hashes it anew.
         self._last_header: tuple[str, tuple[str, ...]] | None = None
+        # The entry last moved to the end of _cache (so never the one evicted), set under the
+        # lock and read without it: a hit on it costs no lock. Such hits are counted by
+        # next(), atomic under the GIL; cache_info reads the count with next() too and
+        # subtracts its own reads.
+        self._last_chain: tuple[tuple[str, ...], _Chain] | None = None
+        self._lock_free_hits = itertools.count()
+        self._lock_free_reads = 0
         self._hits = self._misses = 0
         self._lock = threading.Lock()
 
@@ -401,33 +409,33 @@ class JWSVerifier:
             self._cache.clear()
             self._headers.clear()
             self._last_header = None
+            self._last_chain = None
 
     def cache_info(self) -> CacheInfo:
         """Chain cache statistics, like ``functools.lru_cache``'s."""
         with self._lock:
-            return CacheInfo(self._hits, self._misses, self.cache_size, len(self._cache))
+            lock_free_hits = next(self._lock_free_hits) - self._lock_free_reads
+            self._lock_free_reads += 1
+            return CacheInfo(
+                self._hits + lock_free_hits, self._misses, self.cache_size, len(self._cache)
+            )
 
     def _chain_key(self, x5c: tuple[str, ...], signed_ms: int) -> ec.EllipticCurvePublicKey:
         """The leaf's key of a chain valid at ``signed_ms``, from the cache when possible."""
         now = time.monotonic()
-        with self._lock:
-            chain = self._cache.get(x5c)
-            if chain is not None:
-                if chain.expires_at > now:
-                    self._cache.move_to_end(x5c)
-                else:
-                    del self._cache[x5c]
-                    chain = None
-            if chain is None:
-                self._misses += 1
-            else:
-                self._hits += 1
+        last = self._last_chain
+        if last is not None and last[0] == x5c and last[1].expires_at > now:
+            chain: _Chain | None = last[1]
+            next(self._lock_free_hits)
+        else:
+            chain = self._cached_chain(x5c, now)
         if chain is None:
             chain = self._verify_chain(x5c, signed_ms, now)
             if self.cache_size:
                 with self._lock:
                     self._cache[x5c] = chain
                     self._cache.move_to_end(x5c)
+                    self._last_chain = (x5c, chain)
                     while len(self._cache) > self.cache_size:
                         self._cache.popitem(last=False)
         elif not chain.not_before_ms <= signed_ms <= chain.not_after_ms:
@@ -435,6 +443,23 @@ class JWSVerifier:
                 "expired", "a certificate of the chain is not valid at the payload's signedDate"
             )
         return chain.public_key
+
+    def _cached_chain(self, x5c: tuple[str, ...], now: float) -> _Chain | None:
+        """The cached chain ``x5c`` unless expired, counted as a hit or a miss."""
+        with self._lock:
+            chain = self._cache.get(x5c)
+            if chain is not None:
+                if chain.expires_at > now:
+                    self._cache.move_to_end(x5c)
+                    self._last_chain = (x5c, chain)
+                else:
+                    del self._cache[x5c]
+                    chain = None
+            if chain is None:
+                self._misses += 1
+            else:
+                self._hits += 1
+        return chain
 
     def _verify_chain(self, x5c: tuple[str, ...], signed_ms: int, now: float) -> _Chain:
         if len(x5c) != 3:

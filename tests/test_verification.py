@@ -918,6 +918,40 @@ def test_a_repeated_chain_is_verified_once(signer: AppStoreSigner, verifier: JWS
     assert (info.hits, info.misses, info.currsize) == (4, 1, 1)
 
 
+def test_reading_cache_info_does_not_change_it(
+    signer: AppStoreSigner, verifier: JWSVerifier
+) -> None:
+    infos = []
+    for _ in range(4):
+        verifier.verify(signer.sign_realtime_request())
+        infos += [verifier.cache_info(), verifier.cache_info()]
+
+    assert [(i.hits, i.misses) for i in infos[::2]] == [(0, 1), (1, 1), (2, 1), (3, 1)]
+    assert infos[::2] == infos[1::2]
+
+
+def test_every_lookup_counts_once_when_threads_share_a_chain(signer: AppStoreSigner) -> None:
+    verifier = JWSVerifier([signer.root_pem])
+    tokens = [signer.sign_realtime_request() for _ in range(50)]
+    start = threading.Barrier(4)
+
+    def work() -> None:
+        start.wait()
+        for token in tokens:
+            verifier.verify(token)
+            verifier.cache_info()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    info = verifier.cache_info()
+    assert info.hits + info.misses == 200
+    assert 1 <= info.misses <= 4
+
+
 def test_the_cache_is_keyed_by_the_exact_chain(
     signer: AppStoreSigner, verifier: JWSVerifier
 ) -> None:
