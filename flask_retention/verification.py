@@ -169,6 +169,8 @@ def _check_signature(
 
 def _signed_date_ms(payload: dict[str, Any]) -> int:
     value = payload.get("signedDate")
+    if type(value) is int and 0 <= value < _YEAR_9999_MS:  # the usual case, checked first
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise VerificationError(
             "malformed", "the payload has no signedDate (milliseconds since the epoch)"

@@ -34,6 +34,7 @@ from flask_retention.verification import (
     JWSVerifier,
     _der_signature,
     _parsed_object,
+    _signed_date_ms,
 )
 
 from .support import vector
@@ -532,6 +533,35 @@ def test_payload_without_a_usable_signed_date_is_malformed(
     token = signer.sign(payload)
 
     assert reason_of(verifier, token) == "malformed"
+
+
+YEAR_9999_MS = 253_370_764_800_000
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, 0),
+        (1729136651128, 1729136651128),
+        (YEAR_9999_MS - 1, YEAR_9999_MS - 1),
+        (1.9, 1),
+        (float(YEAR_9999_MS - 1024), YEAR_9999_MS - 1024),
+        (YEAR_9999_MS, None),
+        (float(YEAR_9999_MS), None),
+        (-1, None),
+        (-0.5, 0),
+        (True, None),
+        (False, None),
+        (None, None),
+    ],
+)
+def test_signed_date_bounds(value: Any, expected: int | None) -> None:
+    if expected is None:
+        with pytest.raises(VerificationError) as info:
+            _signed_date_ms({"signedDate": value})
+        assert info.value.reason == "malformed"
+    else:
+        assert _signed_date_ms({"signedDate": value}) == expected
 
 
 # ----------------------------------------------------------------- chains cryptography refuses
