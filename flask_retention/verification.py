@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import math
 import os
@@ -39,7 +40,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
@@ -48,7 +49,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import verification as x509v
 
 from .config import load_root_certificates
@@ -63,6 +63,15 @@ INTERMEDIATE_OID: Final = x509.ObjectIdentifier("1.2.840.113635.100.6.2.1")
 
 _B64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 _ECDSA_SHA256: Final = ec.ECDSA(hashes.SHA256())
+#: The base64url characters whose 4 low bits are 0: the only canonical last of 86 characters.
+_CANONICAL_LAST: Final = "AQgw"
+#: base64url to base64 for binascii; "+", "/" and "=" become "!", which strict decoding refuses.
+_URLSAFE_TO_STANDARD: Final = bytes.maketrans(b"-_+/=", b"+/!!!")
+_PADDING: Final = (b"", b"", b"==", b"=")
+#: json.loads without its wrapping: the same C scanner with the same (default) settings
+#: (typeshed does not declare ``scan_once``).
+_JSONScanner = Callable[[str, int], tuple[Any, int]]
+_SCAN_JSON: Final[_JSONScanner] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _YEAR_9999_MS: Final = 253_370_764_800_000
 _CERT_ERRORS: Final = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
@@ -90,18 +99,78 @@ def _b64url(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
+def _der_signature(raw: bytes) -> bytes:
+    """The DER ``ECDSA-Sig-Value`` of a 64-byte ``r || s``, as ``encode_dss_signature`` builds it.
+
+    Each integer drops its leading zero bytes and gets one ``00`` back when its
+    first byte has the high bit set (or it is zero); both fit short-form lengths.
+    """
+    r = raw[:32].lstrip(b"\0")
+    s = raw[32:].lstrip(b"\0")
+    if not r or r[0] & 0x80:
+        r = b"\0" + r
+    if not s or s[0] & 0x80:
+        s = b"\0" + s
+    return b"0%c\x02%c%b\x02%c%b" % (len(r) + len(s) + 4, len(r), r, len(s), s)
+
+
+def _strict_b64url(part: bytes) -> bytes:
+    """Decode unpadded base64url in one C call; ``binascii.Error`` if ``part`` is anything else.
+
+    It accepts exactly what ``_B64URL`` matches and ``_b64url`` decodes, with the same result.
+    """
+    return binascii.a2b_base64(
+        part.translate(_URLSAFE_TO_STANDARD) + _PADDING[len(part) % 4], strict_mode=True
+    )
+
+
 def _json_object(part: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(_b64url(part).decode("utf-8"))
-    except (binascii.Error, ValueError, RecursionError):
+        raw = _b64url(part)
+    except binascii.Error:
+        raise VerificationError("malformed", f"the JWS {what} is not base64url JSON") from None
+    return _parsed_object(raw, what)
+
+
+def _parsed_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+        # What json.loads does for text that starts with a value and ends with it; anything
+        # else (whitespace around it, a BOM, trailing data, nothing) goes through json.loads.
+        try:
+            value, end = _SCAN_JSON(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
+            value = json.loads(text)
+    except (ValueError, RecursionError):
         raise VerificationError("malformed", f"the JWS {what} is not base64url JSON") from None
     if not isinstance(value, dict):
         raise VerificationError("malformed", f"the JWS {what} is not a JSON object")
     return value
 
 
+def _check_signature(
+    public_key: ec.EllipticCurvePublicKey, signature: bytes, last_char: str, signing_input: bytes
+) -> None:
+    """Step 5: ``signature`` decoded from base64url ending in ``last_char``, over the input."""
+    # 64 bytes are 86 characters, the last one carrying 4 unused bits that must be 0.
+    if len(signature) != 64 or last_char not in _CANONICAL_LAST:
+        raise VerificationError(
+            "bad_signature", "the JWS signature is not a 64-byte ES256 signature"
+        )
+    try:
+        public_key.verify(_der_signature(signature), signing_input, _ECDSA_SHA256)
+    except InvalidSignature:
+        raise VerificationError(
+            "bad_signature", "the JWS signature does not verify with the leaf's key"
+        ) from None
+
+
 def _signed_date_ms(payload: dict[str, Any]) -> int:
     value = payload.get("signedDate")
+    if type(value) is int and 0 <= value < _YEAR_9999_MS:  # the usual case, checked first
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise VerificationError(
             "malformed", "the payload has no signedDate (milliseconds since the epoch)"
@@ -239,11 +308,40 @@ class JWSVerifier:
         # The last header seen: App Store tokens repeat one header (alg + x5c, ~2.5 kB) for
         # weeks, and comparing it costs a memcmp where a dict lookup hashes it anew.
         self._last_header: tuple[str, tuple[str, ...]] | None = None
+        # The entry last moved to the end of _cache (so never the one evicted), set under the
+        # lock and read without it: a hit on it costs no lock. Such hits are counted by
+        # next(), atomic under the GIL; cache_info reads the count with next() too and
+        # subtracts its own reads.
+        self._last_chain: tuple[tuple[str, ...], _Chain] | None = None
+        self._lock_free_hits = itertools.count()
+        self._lock_free_reads = 0
         self._hits = self._misses = 0
         self._lock = threading.Lock()
 
     def verify(self, token: str) -> dict[str, Any]:
         """Return the payload of ``token`` once verified; raise ``VerificationError``."""
+        last = self._last_header
+        if last is not None and isinstance(token, str) and token.startswith(last[0]):
+            # The usual token: the last header again. Strict decoding of the other two parts
+            # stands for the split and the base64url checks of _verify_parts; whatever it
+            # refuses goes that long way, which finds the precise error in the precise order.
+            end = len(last[0])
+            dot = token.find(".", end + 1)
+            if token[end : end + 1] == "." and dot > end + 1:
+                try:
+                    raw = token.encode("ascii")
+                    payload_raw = _strict_b64url(raw[end + 1 : dot])
+                    signature = _strict_b64url(raw[dot + 1 :])
+                except ValueError:
+                    pass
+                else:
+                    payload = _parsed_object(payload_raw, "payload")
+                    public_key = self._chain_key(last[1], _signed_date_ms(payload))
+                    _check_signature(public_key, signature, token[-1], raw[:dot])
+                    return payload
+        return self._verify_parts(token)
+
+    def _verify_parts(self, token: str) -> dict[str, Any]:
         parts = token.split(".") if isinstance(token, str) else ()
         if len(parts) != 3 or not parts[0] or not parts[1]:
             raise VerificationError(
@@ -264,22 +362,12 @@ class JWSVerifier:
             signature = _b64url(signature_part)
         except binascii.Error:
             raise VerificationError("malformed", "the JWS signature is not base64url") from None
-        # A 64-byte value has one canonical encoding: 86 characters, the last one's low bits 0.
-        if len(signature) != 64 or base64.urlsafe_b64encode(signature)[:86] != (
-            signature_part.encode("ascii")
-        ):
-            raise VerificationError(
-                "bad_signature", "the JWS signature is not a 64-byte ES256 signature"
-            )
-        der = encode_dss_signature(
-            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        _check_signature(
+            public_key,
+            signature,
+            signature_part[-1:],
+            f"{header_part}.{payload_part}".encode("ascii"),
         )
-        try:
-            public_key.verify(der, f"{header_part}.{payload_part}".encode("ascii"), _ECDSA_SHA256)
-        except InvalidSignature:
-            raise VerificationError(
-                "bad_signature", "the JWS signature does not verify with the leaf's key"
-            ) from None
         return payload
 
     def _header_x5c(self, header_part: str) -> tuple[str, ...]:
@@ -323,33 +411,33 @@ class JWSVerifier:
             self._cache.clear()
             self._headers.clear()
             self._last_header = None
+            self._last_chain = None
 
     def cache_info(self) -> CacheInfo:
         """Chain cache statistics, like ``functools.lru_cache``'s."""
         with self._lock:
-            return CacheInfo(self._hits, self._misses, self.cache_size, len(self._cache))
+            lock_free_hits = next(self._lock_free_hits) - self._lock_free_reads
+            self._lock_free_reads += 1
+            return CacheInfo(
+                self._hits + lock_free_hits, self._misses, self.cache_size, len(self._cache)
+            )
 
     def _chain_key(self, x5c: tuple[str, ...], signed_ms: int) -> ec.EllipticCurvePublicKey:
         """The leaf's key of a chain valid at ``signed_ms``, from the cache when possible."""
         now = time.monotonic()
-        with self._lock:
-            chain = self._cache.get(x5c)
-            if chain is not None:
-                if chain.expires_at > now:
-                    self._cache.move_to_end(x5c)
-                else:
-                    del self._cache[x5c]
-                    chain = None
-            if chain is None:
-                self._misses += 1
-            else:
-                self._hits += 1
+        last = self._last_chain
+        if last is not None and last[0] == x5c and last[1].expires_at > now:
+            chain: _Chain | None = last[1]
+            next(self._lock_free_hits)
+        else:
+            chain = self._cached_chain(x5c, now)
         if chain is None:
             chain = self._verify_chain(x5c, signed_ms, now)
             if self.cache_size:
                 with self._lock:
                     self._cache[x5c] = chain
                     self._cache.move_to_end(x5c)
+                    self._last_chain = (x5c, chain)
                     while len(self._cache) > self.cache_size:
                         self._cache.popitem(last=False)
         elif not chain.not_before_ms <= signed_ms <= chain.not_after_ms:
@@ -357,6 +445,23 @@ class JWSVerifier:
                 "expired", "a certificate of the chain is not valid at the payload's signedDate"
             )
         return chain.public_key
+
+    def _cached_chain(self, x5c: tuple[str, ...], now: float) -> _Chain | None:
+        """The cached chain ``x5c`` unless expired, counted as a hit or a miss."""
+        with self._lock:
+            chain = self._cache.get(x5c)
+            if chain is not None:
+                if chain.expires_at > now:
+                    self._cache.move_to_end(x5c)
+                    self._last_chain = (x5c, chain)
+                else:
+                    del self._cache[x5c]
+                    chain = None
+            if chain is None:
+                self._misses += 1
+            else:
+                self._hits += 1
+        return chain
 
     def _verify_chain(self, x5c: tuple[str, ...], signed_ms: int, now: float) -> _Chain:
         if len(x5c) != 3:

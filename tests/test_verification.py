@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,13 +19,23 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from cryptography.x509.oid import NameOID
 
 from flask_retention import ConfigurationError, VerificationError
 from flask_retention.config import bundled_root_pem
 from flask_retention.testing import BROKEN_VARIANT_REASONS, AppStoreSigner
-from flask_retention.verification import INTERMEDIATE_OID, LEAF_OID, JWSVerifier
+from flask_retention.verification import (
+    INTERMEDIATE_OID,
+    LEAF_OID,
+    JWSVerifier,
+    _der_signature,
+    _parsed_object,
+    _signed_date_ms,
+)
 
 from .support import vector
 
@@ -524,6 +535,35 @@ def test_payload_without_a_usable_signed_date_is_malformed(
     assert reason_of(verifier, token) == "malformed"
 
 
+YEAR_9999_MS = 253_370_764_800_000
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, 0),
+        (1729136651128, 1729136651128),
+        (YEAR_9999_MS - 1, YEAR_9999_MS - 1),
+        (1.9, 1),
+        (float(YEAR_9999_MS - 1024), YEAR_9999_MS - 1024),
+        (YEAR_9999_MS, None),
+        (float(YEAR_9999_MS), None),
+        (-1, None),
+        (-0.5, 0),
+        (True, None),
+        (False, None),
+        (None, None),
+    ],
+)
+def test_signed_date_bounds(value: Any, expected: int | None) -> None:
+    if expected is None:
+        with pytest.raises(VerificationError) as info:
+            _signed_date_ms({"signedDate": value})
+        assert info.value.reason == "malformed"
+    else:
+        assert _signed_date_ms({"signedDate": value}) == expected
+
+
 # ----------------------------------------------------------------- chains cryptography refuses
 
 
@@ -680,6 +720,162 @@ def test_a_non_canonical_signature_encoding_is_refused(
     assert reason_of(verifier, f"{header}.{payload}.{changed}") == "bad_signature"
 
 
+@pytest.mark.parametrize("bit", [0b0001, 0b0010, 0b0100, 0b1000])
+def test_each_unused_bit_of_the_last_signature_character_is_refused(
+    signer: AppStoreSigner, verifier: JWSVerifier, bit: int
+) -> None:
+    header, payload, signature = good_parts(signer)
+    changed = signature[:-1] + B64URL[B64URL.index(signature[-1]) | bit]
+
+    assert reason_of(verifier, f"{header}.{payload}.{changed}") == "bad_signature"
+
+
+def test_signatures_ending_in_each_canonical_character_verify(
+    signer: AppStoreSigner, verifier: JWSVerifier
+) -> None:
+    """ECDSA signatures are random: sign until each of A, Q, g and w has ended one."""
+    endings: set[str] = set()
+    for _ in range(400):
+        token = signer.sign_realtime_request()
+        if token[-1] not in endings:
+            assert verifier.verify(token)["appAppleId"] == 1234567890
+            endings.add(token[-1])
+        if len(endings) == 4:
+            break
+
+    assert endings == {"A", "Q", "g", "w"}
+
+
+def outcome(verifier: JWSVerifier, token: Any) -> tuple[str, Any]:
+    try:
+        return "verified", verifier.verify(token)
+    except VerificationError as e:
+        return e.reason, e.message
+
+
+def variants_of(token: str) -> list[Any]:
+    """The token broken in every way its payload and signature parts can be, and some more."""
+    header, payload, signature = token.split(".")
+    others = [chr(c) for c in range(128) if chr(c) not in B64URL] + ["é", "\u0660", "\uff21"]
+    mid_p, mid_s = len(payload) // 2, len(signature) // 2
+    tokens: list[Any] = [
+        token,
+        token.encode(),
+        None,
+        header,
+        f"{header}.",
+        f"{header}..{signature}",
+    ]
+    for c in others:
+        tokens += [
+            f"{header}.{payload[:mid_p]}{c}{payload[mid_p:]}.{signature}",
+            f"{header}.{payload}{c}.{signature}",
+            f"{header}.{payload}.{signature[:mid_s]}{c}{signature[mid_s:]}",
+            f"{header}.{payload}.{signature}{c}",
+            f"{header}{c}.{payload}.{signature}",
+        ]
+    for n in (1, 2, 3):
+        tokens += [
+            f"{header}.{payload[:-n]}.{signature}",
+            f"{header}.{payload}{'A' * n}.{signature}",
+            f"{header}.{payload}.{signature[:-n]}",
+            f"{header}.{payload}.{signature}{'A' * n}",
+            f"{header}.{payload}{'=' * n}.{signature}",
+            f"{header}.{payload}.{signature}{'=' * n}",
+        ]
+    tokens += [f"{header}.{payload}.{signature[:-1]}{c}" for c in B64URL]
+    tokens += [f"{header}.{payload}.", f"{header}.{payload}.{signature}.", token + "." + signature]
+    tokens += [
+        f"{header}.{b64url(body)}.{signature}"
+        for body in (b"nope", b"[1]", b"{}", b'{"signedDate": "1"}', b"\xff{}", NESTED_OBJECT)
+    ]
+    return tokens
+
+
+def test_a_header_seen_before_gives_every_token_the_same_answer(
+    signer: AppStoreSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify's short way for a known header against the long way (no cache, no known header)."""
+    long_way = JWSVerifier([signer.root_pem], cache_size=0)
+    known = JWSVerifier([signer.root_pem])
+    token = signer.sign_realtime_request()
+    known.verify(token)
+    long_ways: list[Any] = []
+    verify_parts = known._verify_parts
+    monkeypatch.setattr(known, "_verify_parts", lambda t: long_ways.append(t) or verify_parts(t))
+
+    assert known.verify(token) == long_way.verify(token)
+    assert long_ways == []
+    for variant in variants_of(token):
+        assert outcome(known, variant) == outcome(long_way, variant), variant
+    assert 300 < len(long_ways) < len(variants_of(token)) - 50
+    assert outcome(known, token)[0] == "verified"
+    assert known.cache_info().misses == 1
+
+
+JSON_TEXTS = [
+    b'{"signedDate":1}',
+    b' {"a":1}',
+    b'{"a":1} ',
+    b'\n\t{"a":1}\r\n',
+    b'\xef\xbb\xbf{"a":1}',
+    b'{"a":1}{}',
+    b'{"a":1} x',
+    b'{"a":1',
+    b"",
+    b" ",
+    b"{}",
+    b"[]",
+    b"1",
+    b'"x"',
+    b"null",
+    b'{"a":NaN,"b":-Infinity,"c":1e400,"d":1.5,"e":123456789012345678901234567890}',
+    b'{"a":1,"a":2}',
+    b'{"a":"\\ud800"}',
+    b'{"a":"\x01"}',
+    b'{"\xc3\xa9":"\xe2\x82\xac"}',
+    b'{"a":\xff}',
+    b'{"a":[1,{"b":[true,false,null]}]}',
+    b'{"a":1,}',
+    b"{'a':1}",
+    NESTED_OBJECT,
+]
+
+
+@pytest.mark.parametrize("text", JSON_TEXTS)
+def test_a_json_object_is_read_as_json_loads_reads_it(text: bytes) -> None:
+    try:
+        expected: Any = json.loads(text.decode("utf-8"))
+    except (ValueError, RecursionError):
+        expected = "malformed"
+    if not isinstance(expected, dict):
+        expected = "malformed"
+    try:
+        got: Any = _parsed_object(text, "payload")
+    except VerificationError as e:
+        got = e.reason
+
+    assert repr(got) == repr(expected)
+
+
+def _edge_integers() -> list[bytes]:
+    values = [0, 1, 0x7F, 0x80, 0xFF, 0x100, 2**255 - 1, 2**255, 2**256 - 1]
+    values += [0x7F << (8 * n) for n in range(1, 32)] + [0x80 << (8 * n) for n in range(1, 31)]
+    values += [int.from_bytes(bytes(n) + os.urandom(32 - n), "big") for n in range(33)]
+    return [v.to_bytes(32, "big") for v in values]
+
+
+def test_the_der_signature_is_the_one_the_library_encodes() -> None:
+    """Leading zero bytes, high bits, zero, the largest value, random ones: byte for byte."""
+    edges = _edge_integers()
+    raws = [r + s for r in edges for s in edges]
+    raws += [os.urandom(64) for _ in range(5000)]
+    for raw in raws:
+        r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+        assert _der_signature(raw) == encode_dss_signature(r, s), raw.hex()
+        assert decode_dss_signature(_der_signature(raw)) == (r, s)
+
+
 def test_error_messages_never_contain_the_token(
     signer: AppStoreSigner, verifier: JWSVerifier
 ) -> None:
@@ -750,6 +946,40 @@ def test_a_repeated_chain_is_verified_once(signer: AppStoreSigner, verifier: JWS
 
     info = verifier.cache_info()
     assert (info.hits, info.misses, info.currsize) == (4, 1, 1)
+
+
+def test_reading_cache_info_does_not_change_it(
+    signer: AppStoreSigner, verifier: JWSVerifier
+) -> None:
+    infos = []
+    for _ in range(4):
+        verifier.verify(signer.sign_realtime_request())
+        infos += [verifier.cache_info(), verifier.cache_info()]
+
+    assert [(i.hits, i.misses) for i in infos[::2]] == [(0, 1), (1, 1), (2, 1), (3, 1)]
+    assert infos[::2] == infos[1::2]
+
+
+def test_every_lookup_counts_once_when_threads_share_a_chain(signer: AppStoreSigner) -> None:
+    verifier = JWSVerifier([signer.root_pem])
+    tokens = [signer.sign_realtime_request() for _ in range(50)]
+    start = threading.Barrier(4)
+
+    def work() -> None:
+        start.wait()
+        for token in tokens:
+            verifier.verify(token)
+            verifier.cache_info()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    info = verifier.cache_info()
+    assert info.hits + info.misses == 200
+    assert 1 <= info.misses <= 4
 
 
 def test_the_cache_is_keyed_by_the_exact_chain(
