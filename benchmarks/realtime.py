@@ -38,6 +38,7 @@ import gc
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import sys
@@ -129,6 +130,12 @@ def bare_app(extra: Callable[[], object] | None = None) -> Flask:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000, help="calls of each contender")
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=10,
+        help="calls of one contender in a row before the next one's turn (in shuffled order)",
+    )
     args = parser.parse_args(argv)
     n = args.requests
 
@@ -221,15 +228,19 @@ def main(argv: list[str] | None = None) -> None:
             if name not in (ENDPOINT, BARE, THREADS, BARE_ES256):
                 run(0)
 
-    print(f"timing {n} calls of each, in turns of {BLOCK}...", file=sys.stderr)
+    block = args.block
+    print(f"timing {n} calls of each, in turns of {block}...", file=sys.stderr)
     times: dict[str, list[float]] = {name: [] for name in contenders}
     clock = time.perf_counter
+    order = list(contenders.items())
+    shuffle = random.Random(0).shuffle
     gc.collect()
     gc.freeze()  # the prepared requests are not garbage: keep collections small, as in a server
-    for first in range(0, n, BLOCK):
-        for name, run in contenders.items():
+    for first in range(0, n, block):
+        shuffle(order)  # no contender always follows the same one
+        for name, run in order:
             record = times[name].append
-            for i in range(first, min(first + BLOCK, n)):
+            for i in range(first, min(first + block, n)):
                 start = clock()
                 run(i)
                 record(clock() - start)
@@ -238,10 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     retention.close()
     threads_retention.close()
     shutil.rmtree(folder, ignore_errors=True)
-    report(times, n)
+    report(times, n, block)
 
-
-BLOCK = 100  # calls of one contender in a row: warm caches, as in steady serving
 
 ENDPOINT = "endpoint (wsgi_app, fresh token)"
 BARE = "bare Flask view, same body"
@@ -251,7 +260,7 @@ ES256 = "one bare ES256 verification"
 APPLE = "Apple verify_and_decode_realtime_request"
 
 
-def report(times: dict[str, list[float]], n: int) -> None:
+def report(times: dict[str, list[float]], n: int, block: int) -> None:
     """Print percentiles per contender and the two target ratios, from medians."""
     stats = {}
     for name, values in times.items():
@@ -263,7 +272,7 @@ def report(times: dict[str, list[float]], n: int) -> None:
             "mean": statistics.fmean(values) * 1e6,
         }
     print(f"python {platform.python_version()} on {platform.platform()}, {os.cpu_count()} CPUs")
-    print(f"{n} calls of each contender, in turns of {BLOCK}; microseconds per call")
+    print(f"{n} calls of each contender, in turns of {block}; microseconds per call")
     width = max(len(name) for name in stats)
     print(f"  {'':<{width}}  {'p10':>8}  {'median':>8}  {'p90':>8}  {'mean':>8}")
     for name, s in stats.items():
@@ -281,6 +290,20 @@ def report(times: dict[str, list[float]], n: int) -> None:
         f"  ES256 in place: (bare + ES256) - bare = {be - b:5.1f} us = {(be - b) / es:4.2f} ES256"
     )
     print(f"  hand-off in place: threads - endpoint = {t - e:5.1f} us = {(t - e) / es:4.2f} ES256")
+
+    # Paired: the same ratios within each turn (every contender's block of one round, run
+    # within milliseconds of each other), then their median over the rounds. A shared VM
+    # speeds up and slows down over seconds; this compares each round with itself.
+    def rounds(name: str) -> list[float]:
+        values = times[name]
+        return [statistics.median(values[i : i + block]) for i in range(0, len(values), block)]
+
+    er, br, esr, ar = rounds(ENDPOINT), rounds(BARE), rounds(ES256), rounds(APPLE)
+    apple_ratio = statistics.median(x / y for x, y in zip(er, ar, strict=True))
+    added_ratio = statistics.median((x - y) / z for x, y, z in zip(er, br, esr, strict=True))
+    print(f"ratios within each round, median of {len(er)} rounds:")
+    print(f"  endpoint / Apple's verifier          = {apple_ratio:5.3f}  (target <= 0.15)")
+    print(f"  (endpoint - bare view) / one ES256   = {added_ratio:5.2f}  (target <= 2)")
 
 
 if __name__ == "__main__":

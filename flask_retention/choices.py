@@ -30,6 +30,8 @@ class RealtimeRequest:
 
 def _check_tag(choice: object) -> None:
     experiment, variant = getattr(choice, "experiment", None), getattr(choice, "variant", None)
+    if experiment is None and variant is None:  # the usual choice, made on the request path
+        return
     if (experiment is None) != (variant is None) or not all(
         v is None or (isinstance(v, str) and v) for v in (experiment, variant)
     ):

@@ -30,8 +30,9 @@ class ReplayGuard:
         self.max_age = max_age
         self.max_entries = max_entries
         self._lock = threading.Lock()
-        self._expiry: dict[uuid.UUID, float] = {}
-        self._heap: list[tuple[float, uuid.UUID]] = []
+        # Keyed by the UUIDs' integers: uuid.UUID hashes in Python, an int in C.
+        self._expiry: dict[int, float] = {}
+        self._heap: list[tuple[float, int]] = []
         self._warned = False
 
     def __len__(self) -> int:
@@ -43,18 +44,19 @@ class ReplayGuard:
         ``signed_at`` and ``now`` are POSIX timestamps (seconds).
         """
         expires = signed_at + self.max_age
+        key = request_identifier.int
         with self._lock:
             heap = self._heap
             while heap and heap[0][0] <= now:
                 _, old = heapq.heappop(heap)
                 if self._expiry.get(old, now + 1) <= now:
                     del self._expiry[old]
-            if self._expiry.get(request_identifier, now) > now:
+            if self._expiry.get(key, now) > now:
                 return False
             if len(self._expiry) >= self.max_entries:
                 self._forget_oldest()
-            self._expiry[request_identifier] = expires
-            heapq.heappush(heap, (expires, request_identifier))
+            self._expiry[key] = expires
+            heapq.heappush(heap, (expires, key))
             return True
 
     def _forget_oldest(self) -> None:

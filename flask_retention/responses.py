@@ -51,13 +51,13 @@ class Answer:
 
 #: Answers naming one message, by (message, fallback reason): there are few of them, and
 #: they are the usual answer, so each is built and encoded once.
-_message_answers: dict[tuple[uuid.UUID, FallbackReason | None], Answer] = {}
+_message_answers: dict[tuple[int, FallbackReason | None], Answer] = {}
 _MESSAGE_ANSWERS_MAX: Final = 4096
 
 
 def message_answer(mid: uuid.UUID, reason: FallbackReason | None = None) -> Answer:
     """The answer ``{"message": {"messageIdentifier": mid}}`` (shared: do not change it)."""
-    key = (mid, reason)
+    key = (mid.int, reason)  # an int hashes in C, a uuid.UUID in Python
     answer = _message_answers.get(key)
     if answer is None:
         body = {"message": {"messageIdentifier": str(mid)}}

@@ -43,9 +43,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
 from types import FrameType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from flask import Flask
+from flask.ctx import AppContext
+from flask.globals import app_ctx
 
 logger = logging.getLogger("flask_retention")
 
@@ -54,8 +56,7 @@ OutcomeStatus = Literal["ok", "error", "timeout", "overloaded"]
 _STOP: Final = None
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What running a selector gave: its return value (``ok``), or why there is none."""
 
     status: OutcomeStatus
@@ -116,6 +117,13 @@ class SelectorTimeout(BaseException):
 LATE_GRACE: Final = 0.15
 
 _HAS_ALARM: Final = hasattr(signal, "setitimer") and hasattr(signal, "SIGALRM")
+if _HAS_ALARM:
+    _SIGALRM: Final = signal.SIGALRM
+    _ITIMER_REAL: Final = signal.ITIMER_REAL
+    _setitimer: Final = signal.setitimer
+_main_thread = threading.main_thread
+_get_ident = threading.get_ident
+_monotonic = time.monotonic
 
 try:  # signal.getsignal wraps this one in an enum conversion that costs ~3 us per call
     _getsignal: Callable[[int], object] = importlib.import_module("_signal").getsignal
@@ -156,39 +164,47 @@ class AlarmRunner:
         if (
             self.disabled is not None
             or _armed
-            or threading.get_ident() != threading.main_thread().ident
-            or (_getsignal(signal.SIGALRM) is not _on_alarm and not self._install())
+            or _get_ident() != _main_thread().ident
+            or (_getsignal(_SIGALRM) is not _on_alarm and not self._install())
         ):
             return None
-        # A context of its own, as on a worker thread: the app context without the request's.
-        return contextvars.Context().run(self._run, fn, arg)
+        # A context of its own, as on a worker thread: an app context without the request.
+        # The request's app context is pushed there again (its g, its teardowns at the end
+        # of the request): cheaper than a new one, and the same app.
+        try:
+            app_context: AppContext = app_ctx._get_current_object()  # type: ignore[attr-defined]
+        except RuntimeError:  # called outside any app context
+            app_context = self.app.app_context()
+        if app_context.app is not self.app:
+            app_context = self.app.app_context()
+        return contextvars.Context().run(self._run, app_context, fn, arg)
 
-    def _run(self, fn: Callable[[Any], Any], arg: Any) -> Outcome | None:
+    def _run(self, app_context: AppContext, fn: Callable[[Any], Any], arg: Any) -> Outcome | None:
         global _armed
         timeout = self.timeout
-        started = time.monotonic()
+        started = _monotonic()
         # The app context is pushed before the timer starts and popped after it stops, so
         # that the alarm never interrupts Flask's own context handling or the teardowns.
-        with self.app.app_context():
+        with app_context:
             try:
                 _armed = True
-                previous = signal.setitimer(signal.ITIMER_REAL, timeout)
+                previous = _setitimer(_ITIMER_REAL, timeout)
                 if previous[0]:  # someone else's timer: give it back, and step aside
                     _armed = False
-                    signal.setitimer(signal.ITIMER_REAL, *previous)
+                    _setitimer(_ITIMER_REAL, *previous)
                     return None
                 try:
                     outcome = Outcome("ok", fn(arg))
                 finally:
                     _armed = False
-                    signal.setitimer(signal.ITIMER_REAL, 0)
+                    _setitimer(_ITIMER_REAL, 0)
             except SelectorTimeout:
                 _armed = False
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                _setitimer(_ITIMER_REAL, 0)
                 outcome = Outcome("timeout")
             except Exception as e:
                 outcome = _report_error(fn, arg, e)
-        elapsed = time.monotonic() - started
+        elapsed = _monotonic() - started
         if elapsed > timeout + LATE_GRACE:
             self._give_up(fn, elapsed)
             return Outcome("timeout")
@@ -196,10 +212,8 @@ class AlarmRunner:
 
     def _install(self) -> bool:
         """Take ``SIGALRM`` if nobody uses it; ``False`` (logged once) when somebody does."""
-        if signal.getsignal(signal.SIGALRM) == signal.SIG_DFL and not any(
-            signal.getitimer(signal.ITIMER_REAL)
-        ):
-            signal.signal(signal.SIGALRM, _on_alarm)
+        if signal.getsignal(_SIGALRM) == signal.SIG_DFL and not any(signal.getitimer(_ITIMER_REAL)):
+            signal.signal(_SIGALRM, _on_alarm)
             return True
         if not self._refused_logged:
             self._refused_logged = True

@@ -38,14 +38,14 @@ class CatalogueView:
     """One consistent, immutable view of the catalogue: plain dictionaries.
 
     ``names`` maps ``(environment, name)`` to the facts of the version that
-    name resolves to there; ``uuids`` ``(environment, uuid)`` to every known
-    version's facts; ``defaults`` ``(product_id, locale, environment)`` to the
+    name resolves to there; ``uuids`` ``(environment, uuid.int)`` to every known
+    version's facts (the integer: a ``uuid.UUID`` hashes in Python, an int in C); ``defaults`` ``(product_id, locale, environment)`` to the
     resolved default message.
     """
 
     version: int | None = None
     names: dict[tuple[str, str], MessageFacts] = field(default_factory=dict)
-    uuids: dict[tuple[str, uuid.UUID], MessageFacts] = field(default_factory=dict)
+    uuids: dict[tuple[str, int], MessageFacts] = field(default_factory=dict)
     defaults: dict[tuple[str, str, str], MessageFacts] = field(default_factory=dict)
 
     def lookup(self, message: MessageRef, environment: str) -> MessageFacts | None:
@@ -57,8 +57,8 @@ class CatalogueView:
             parsed = parse_uuid(message)
             if parsed is None:
                 return None
-            return self.uuids.get((environment, parsed))
-        return self.uuids.get((environment, message))
+            return self.uuids.get((environment, parsed.int))
+        return self.uuids.get((environment, message.int))
 
     def default_for(self, product_id: str, locale: str, environment: str) -> MessageFacts | None:
         """The local default for a product and locale, resolved like a name."""
@@ -109,7 +109,7 @@ def load_view(connection: sa.Connection) -> CatalogueView:
             live.add(name)
 
     names: dict[tuple[str, str], MessageFacts] = {}
-    uuids: dict[tuple[str, uuid.UUID], MessageFacts] = {}
+    uuids: dict[tuple[str, int], MessageFacts] = {}
     for environment in ENVIRONMENTS:
         for name, versions in lineages.items():
             chosen: MessageFacts | None = None
@@ -132,7 +132,7 @@ def load_view(connection: sa.Connection) -> CatalogueView:
                         for i in bullet_ids
                     ),
                 )
-                uuids[(environment, key)] = facts
+                uuids[(environment, key.int)] = facts
                 if newest is None:
                     newest = facts
                 if chosen is None and facts.approved:
@@ -155,15 +155,33 @@ def load_view(connection: sa.Connection) -> CatalogueView:
 def _refresh_loop(
     ref: weakref.ReferenceType[CatalogueSnapshot], stop: threading.Event, interval: float
 ) -> None:
-    while not stop.is_set():
+    try:
+        while not stop.is_set():
+            snapshot = ref()
+            if snapshot is None:
+                return
+            snapshot._tick()
+            snapshot._attempted.set()
+            del snapshot
+            if stop.wait(interval):
+                return
+    finally:
         snapshot = ref()
-        if snapshot is None:
-            return
-        snapshot._tick()
-        snapshot._attempted.set()
-        del snapshot
-        if stop.wait(interval):
-            return
+        if snapshot is not None and snapshot._thread is threading.current_thread():
+            snapshot._running = False
+
+
+_SNAPSHOTS: weakref.WeakSet[CatalogueSnapshot] = weakref.WeakSet()
+
+
+def _forked_child() -> None:
+    """In a forked child no refresh thread runs: the next lookup starts one."""
+    for snapshot in list(_SNAPSHOTS):
+        snapshot._running = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked_child)
 
 
 def _first_line(error: BaseException) -> str:
@@ -201,20 +219,22 @@ class CatalogueSnapshot:
         self._start_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._failing = False
+        # The refresh thread runs in this process: cheaper to read than Thread.is_alive(),
+        # cleared when the thread ends, by close() and in a forked child.
+        self._running = False
+        _SNAPSHOTS.add(self)
 
     # -- CatalogueLookup ----------------------------------------------------
 
     def lookup(self, message: MessageRef, environment: str) -> MessageFacts | None:
         """Facts for a name or UUID in ``environment``; see :class:`CatalogueView`."""
-        thread = self._thread
-        if thread is None or not thread.is_alive():
+        if not self._running:
             self.start()
         return self._view.lookup(message, environment)
 
     def default_for(self, product_id: str, locale: str, environment: str) -> MessageFacts | None:
         """The local default for a product and locale in ``environment``."""
-        thread = self._thread
-        if thread is None or not thread.is_alive():
+        if not self._running:
             self.start()
         return self._view.defaults.get((product_id, locale, environment))
 
@@ -279,6 +299,7 @@ class CatalogueSnapshot:
         """Start the refresh thread in this process, unless it is running."""
         with self._start_lock:
             if self._thread is not None and self._thread.is_alive():
+                self._running = True
                 return
             self._stop = threading.Event()
             self._thread = threading.Thread(
@@ -287,6 +308,7 @@ class CatalogueSnapshot:
                 name="flask-retention-catalogue",
                 daemon=True,
             )
+            self._running = True
             self._thread.start()
         self._await_first_load()
 
@@ -311,6 +333,7 @@ class CatalogueSnapshot:
         """
         with self._start_lock:
             self._stop.set()
+            self._running = False
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)

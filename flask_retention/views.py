@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, default_exceptions
+from werkzeug.wrappers import Request
 
 from .decisions import Decision
 from .realtime import RealtimeEndpoint, Rejected, read_signed_payload
@@ -39,21 +40,23 @@ def current_endpoint() -> RealtimeEndpoint:
 
 def realtime() -> Response:
     """Answer one ``Get Retention Message`` request (DESIGN.md, "Endpoint")."""
-    endpoint = current_endpoint()
+    return answer_request(current_endpoint(), request._get_current_object())  # type: ignore[attr-defined]
+
+
+def answer_request(endpoint: RealtimeEndpoint, req: Request) -> Response:
+    """:func:`realtime` for ``endpoint``, with the request object itself (not its proxy)."""
     decision = Decision(received_at=datetime.now(UTC))
     try:
-        if request.method != "POST":
+        if req.method != "POST":
             raise Rejected(405, "method_not_allowed", "The real-time endpoint accepts POST only.")
-        token = read_signed_payload(
-            request, endpoint.app.config.get("MAX_CONTENT_LENGTH")
-        )  # 413, 400
-        req = endpoint.verify(token)  # 401 <reason>, 400 malformed
-        decision.note_request(req)
-        endpoint.check(req, time.time())  # 403 wrong_app, wrong_environment, stale, replayed
+        token = read_signed_payload(req, endpoint.app.config.get("MAX_CONTENT_LENGTH"))  # 413, 400
+        realtime_request = endpoint.verify(token)  # 401 <reason>, 400 malformed
+        decision.note_request(realtime_request)
+        endpoint.check(realtime_request, time.time())  # 403 wrong_app, wrong_environment, ...
     except Rejected as e:
         return endpoint.reject(decision, e)
-    answer = endpoint.answer(req, decision)  # selector, resolution; the fallback on any problem
-    return endpoint.respond_answer(decision, answer)
+    # The selector and the resolution of its choice: the fallback on any problem.
+    return endpoint.respond_answer(decision, endpoint.answer(realtime_request, decision))
 
 
 def _http_error(e: HTTPException) -> Response:
@@ -81,9 +84,14 @@ def register_endpoint(app: Flask, state: RetentionState) -> None:
     rule = state.settings.endpoint
     if rule is None:
         return
-    state.endpoint = RealtimeEndpoint(app, state)
+    endpoint = state.endpoint = RealtimeEndpoint(app, state)
+
+    def view() -> Response:  # realtime(), with this app's endpoint at hand
+        return answer_request(endpoint, request._get_current_object())  # type: ignore[attr-defined]
+
+    view.__doc__ = realtime.__doc__
     blueprint = Blueprint(BLUEPRINT_NAME, __name__)
-    blueprint.add_url_rule(rule, "realtime", realtime, methods=list(METHODS))
+    blueprint.add_url_rule(rule, "realtime", view, methods=list(METHODS))
     for code in default_exceptions:
         blueprint.register_error_handler(code, _http_error)
     blueprint.register_error_handler(Exception, _unexpected)

@@ -855,6 +855,24 @@ def test_main_thread_runs_the_selector_itself_and_other_threads_use_workers(
     assert endpoint.pool.stats().started == 1
 
 
+def test_main_thread_selector_shares_the_requests_app_context(
+    app: Flask, client: FlaskClient, retention: Retention, signer: AppStoreSigner
+) -> None:
+    teardowns: list[object] = []
+    app.teardown_appcontext(lambda exc: teardowns.append(flask.g.get("marked")))
+    app.before_request(lambda: setattr(flask.g, "marked", "by the request"))
+    seen: list[object] = []
+
+    def probe(req: RealtimeRequest) -> None:
+        seen.append(flask.g.get("marked"))
+        flask.g.marked = "by the selector"
+
+    retention.selector(probe)
+    assert ask(client, signer).status_code == 200
+    assert seen == ["by the request"]
+    assert teardowns == ["by the selector"]  # one teardown, at the end of the request
+
+
 @pytest.mark.usefixtures("threads")
 def test_threads_runner_uses_workers_from_the_main_thread_too(
     app: Flask, client: FlaskClient, retention: Retention, signer: AppStoreSigner

@@ -205,6 +205,54 @@ def test_refresh_reloads_only_when_the_version_moved(
 # -- the background thread ------------------------------------------------------------
 
 
+def test_a_refresh_thread_that_ends_is_started_again(
+    engine: sa.Engine, catalogue: Catalogue
+) -> None:
+    catalogue.add_message("plain", "Stay", "Body")
+    snap = CatalogueSnapshot(lambda: engine, interval=0.05)
+    try:
+        snap.lookup("plain", SANDBOX)
+        thread = snap._thread
+        assert thread is not None
+        snap._stop.set()  # the thread ends on its own, not through close()
+        thread.join(5)
+        assert not thread.is_alive()
+        snap.lookup("plain", SANDBOX)
+        assert snap._thread is not thread
+        assert snap._thread is not None
+        assert snap._thread.is_alive()
+    finally:
+        snap.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_starts_its_own_refresh_thread(
+    tmp_path: Path, engine: sa.Engine, catalogue: Catalogue
+) -> None:
+    catalogue.add_message("plain", "Stay", "Body")
+    snap = CatalogueSnapshot(lambda: engine, interval=3600)
+    try:
+        wait_for(lambda: snap.lookup("plain", SANDBOX) is not None, "the first load")
+        parent_thread = snap._thread
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's thread does not exist here
+            code = 1
+            try:
+                fresh = not snap._running
+                snap.lookup("plain", SANDBOX)
+                started = snap._thread is not parent_thread and snap._thread.is_alive()
+                (tmp_path / "child.txt").write_text(f"{fresh} {started}")
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert (tmp_path / "child.txt").read_text() == "True True"
+        assert snap._running
+    finally:
+        snap.close()
+
+
 def test_thread_starts_on_first_lookup_and_stops_on_close(
     engine: sa.Engine, catalogue: Catalogue
 ) -> None:
