@@ -121,8 +121,19 @@ if _HAS_ALARM:
     _SIGALRM: Final = signal.SIGALRM
     _ITIMER_REAL: Final = signal.ITIMER_REAL
     _setitimer: Final = signal.setitimer
-_main_thread = threading.main_thread
 _get_ident = threading.get_ident
+_main_ident = threading.main_thread().ident
+
+
+def _forked_child() -> None:
+    # threading's own fork handler, registered before this one, has named the new main thread.
+    global _main_ident
+    _main_ident = threading.main_thread().ident
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked_child)
+
 _monotonic = time.monotonic
 
 try:  # signal.getsignal wraps this one in an enum conversion that costs ~3 us per call
@@ -164,7 +175,7 @@ class AlarmRunner:
         if (
             self.disabled is not None
             or _armed
-            or _get_ident() != _main_thread().ident
+            or _get_ident() != _main_ident
             or (_getsignal(_SIGALRM) is not _on_alarm and not self._install())
         ):
             return None

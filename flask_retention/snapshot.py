@@ -39,8 +39,9 @@ class CatalogueView:
 
     ``names`` maps ``(environment, name)`` to the facts of the version that
     name resolves to there; ``uuids`` ``(environment, uuid.int)`` to every known
-    version's facts (the integer: a ``uuid.UUID`` hashes in Python, an int in C); ``defaults`` ``(product_id, locale, environment)`` to the
-    resolved default message.
+    version's facts (the integer: a ``uuid.UUID`` hashes in Python, an int in
+    C); ``defaults`` ``(product_id, locale, environment)`` to the resolved
+    default message.
     """
 
     version: int | None = None

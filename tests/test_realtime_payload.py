@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +10,7 @@ import marshmallow as ma
 import pytest
 
 from flask_retention import RealtimeRequest
-from flask_retention.realtime import RealtimeRequestSchema, _uuid, plain_request
+from flask_retention.realtime import RealtimeRequestSchema, plain_request
 
 PAYLOAD: dict[str, Any] = {
     "originalTransactionId": "99371282",
@@ -101,38 +100,3 @@ def test_missing_field_is_refused_by_both(field: str) -> None:
 @pytest.mark.parametrize("payload", [[], "x", 1, None])
 def test_payload_that_is_not_an_object_is_not_taken_by_the_shortcut(payload: Any) -> None:
     assert plain_request(payload) is None
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        *(str(uuid.uuid4()) for _ in range(20)),
-        str(uuid.uuid4()).upper(),
-        "00000000-0000-0000-0000-000000000000",
-        "ffffffff-ffff-ffff-ffff-ffffffffffff",
-        "{12345678-1234-5678-1234-567812345678}",
-        "12345678123456781234567812345678",
-        "urn:uuid:12345678-1234-5678-1234-567812345678",
-    ],
-)
-def test_fast_uuid_equals_the_standard_one(text: str) -> None:
-    fast, standard = _uuid(text), uuid.UUID(text)
-    assert type(fast) is uuid.UUID
-    assert fast == standard
-    assert hash(fast) == hash(standard)
-    assert (str(fast), repr(fast), fast.is_safe, fast.version) == (
-        str(standard),
-        repr(standard),
-        standard.is_safe,
-        standard.version,
-    )
-    assert pickle.loads(pickle.dumps(fast)) == standard  # noqa: S301 - our own bytes
-
-
-@pytest.mark.parametrize("text", ["", "not-a-uuid", "12345678-1234-5678-1234-56781234567g"])
-def test_fast_uuid_refuses_what_the_standard_one_refuses(text: str) -> None:
-    with pytest.raises(ValueError, match=r"badly formed|invalid literal") as standard:
-        uuid.UUID(text)
-    with pytest.raises(ValueError, match=r"badly formed|invalid literal") as fast:
-        _uuid(text)
-    assert str(fast.value) == str(standard.value)

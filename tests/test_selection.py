@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -10,6 +11,7 @@ import flask
 import pytest
 from flask import Flask
 
+from flask_retention import selection
 from flask_retention.selection import SelectorPool
 
 GENEROUS = 10.0  # seconds; only reached when a test is broken
@@ -165,3 +167,21 @@ def test_close_stops_idle_workers_and_pool_restarts(pools: Callable[..., Selecto
 def test_pool_needs_a_worker(app: Flask) -> None:
     with pytest.raises(ValueError, match="at least one"):
         SelectorPool(app, size=0, timeout=1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_forked_by_another_thread_knows_its_main_thread() -> None:
+    def fork_here() -> None:
+        pid = os.fork()
+        if pid == 0:  # the forking thread is the child's main thread
+            ok = selection._main_ident == threading.get_ident()
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        codes.append(os.waitstatus_to_exitcode(status))
+
+    codes: list[int] = []
+    thread = threading.Thread(target=fork_here)
+    thread.start()
+    thread.join(10)
+    assert codes == [0]
+    assert selection._main_ident == threading.main_thread().ident  # the parent's is unchanged
