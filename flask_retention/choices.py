@@ -59,8 +59,11 @@ class Message:
     the decision records."""
 
     def __post_init__(self) -> None:
-        _check_message(self.message)
-        _check_tag(self)
+        # Often made on the request path: the usual checks in place, the rest in functions.
+        if type(self.message) is not uuid.UUID:
+            _check_message(self.message)
+        if self.experiment is not None or self.variant is not None:
+            _check_tag(self)
 
 
 @dataclass(frozen=True, slots=True)

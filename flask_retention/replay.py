@@ -3,18 +3,22 @@
 A request is only accepted while its ``signedDate`` is within
 ``RETENTION_MAX_REQUEST_AGE`` of now, so its identifier needs remembering
 only until ``signedDate + max_age``; after that a replay is refused as
-stale anyway. Memory is bounded twice: entries expire, and past
-``max_entries`` the oldest are forgotten (logged once), which can only let a
+stale anyway. Identifiers are forgotten in the order they arrived (nearly the
+order they expire, since each is signed just before it is sent), which costs
+an append instead of a heap's sifting; one that arrived out of order is only
+forgotten a little later, and an expired entry never counts as seen. Memory
+is bounded twice: entries expire, and past ``max_entries`` the oldest are
+forgotten (logged once), which can only let a
 replay through, never refuse a new request. Replays answered by another
 process or host are caught afterwards by the decision log's unique key.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import threading
 import uuid
+from collections import deque
 
 logger = logging.getLogger("flask_retention")
 
@@ -32,7 +36,7 @@ class ReplayGuard:
         self._lock = threading.Lock()
         # Keyed by the UUIDs' integers: uuid.UUID hashes in Python, an int in C.
         self._expiry: dict[int, float] = {}
-        self._heap: list[tuple[float, int]] = []
+        self._order: deque[tuple[float, int]] = deque()
         self._warned = False
 
     def __len__(self) -> int:
@@ -46,17 +50,17 @@ class ReplayGuard:
         expires = signed_at + self.max_age
         key = request_identifier.int
         with self._lock:
-            heap = self._heap
-            while heap and heap[0][0] <= now:
-                _, old = heapq.heappop(heap)
-                if self._expiry.get(old, now + 1) <= now:
-                    del self._expiry[old]
-            if self._expiry.get(key, now) > now:
+            order, expiry = self._order, self._expiry
+            while order and order[0][0] <= now:
+                _, old = order.popleft()
+                if expiry.get(old, now + 1) <= now:
+                    del expiry[old]
+            if expiry.get(key, now) > now:
                 return False
-            if len(self._expiry) >= self.max_entries:
+            if len(expiry) >= self.max_entries:
                 self._forget_oldest()
-            self._expiry[key] = expires
-            heapq.heappush(heap, (expires, key))
+            expiry[key] = expires
+            order.append((expires, key))
             return True
 
     def _forget_oldest(self) -> None:
@@ -68,8 +72,8 @@ class ReplayGuard:
                 "no longer refused by this process (the decision log still counts it).",
                 self.max_entries,
             )
-        while self._heap:
-            expires, old = heapq.heappop(self._heap)
+        while self._order:
+            expires, old = self._order.popleft()
             if self._expiry.get(old) == expires:
                 del self._expiry[old]
                 return

@@ -55,6 +55,10 @@ _message_answers: dict[tuple[int, FallbackReason | None], Answer] = {}
 _MESSAGE_ANSWERS_MAX: Final = 4096
 
 
+#: Message UUIDs sent as they are (not in the catalogue) whose debug line was logged.
+_passed_through: set[int] = set()
+
+
 def message_answer(mid: uuid.UUID, reason: FallbackReason | None = None) -> Answer:
     """The answer ``{"message": {"messageIdentifier": mid}}`` (shared: do not change it)."""
     key = (mid.int, reason)  # an int hashes in C, a uuid.UUID in Python
@@ -141,7 +145,14 @@ def _message_id(
             raise Unsendable(
                 "unknown_name", f"no message named {message!r} in the {req.environment} catalogue"
             )
-        logger.debug("flask-retention: message %s is not in the catalogue; sent as is.", known)
+        if known.int not in _passed_through:  # logged once per message, not per request
+            if len(_passed_through) >= _MESSAGE_ANSWERS_MAX:
+                _passed_through.clear()
+            _passed_through.add(known.int)
+            logger.debug(
+                "flask-retention: message %s is not in the catalogue; sent as is (said once).",
+                known,
+            )
         return known
     if not facts.approved:
         raise Unsendable("unapproved", f"message {message!r} is not APPROVED in {req.environment}")

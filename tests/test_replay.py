@@ -58,3 +58,15 @@ def test_size_is_capped_and_the_oldest_forgotten_with_one_warning(
 def test_needs_room_for_one() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         ReplayGuard(300, max_entries=0)
+
+
+def test_out_of_order_expiries_never_count_an_expired_entry_and_are_dropped_later() -> None:
+    guard = ReplayGuard(300)
+    late, early = uuid.uuid4(), uuid.uuid4()
+    assert guard.first_time(late, NOW + 200, NOW)  # signed "in the future": expires NOW + 500
+    assert guard.first_time(early, NOW - 200, NOW)  # arrived after it, expires NOW + 100
+    # Past its expiry, early is not a replay, though it still waits behind late for removal.
+    assert guard.first_time(early, NOW + 150, NOW + 150)
+    assert not guard.first_time(late, NOW + 200, NOW + 150)
+    guard.first_time(uuid.uuid4(), NOW + 600, NOW + 600)  # everything earlier has expired
+    assert len(guard) == 1

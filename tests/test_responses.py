@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from datetime import UTC, datetime
@@ -297,3 +298,14 @@ def test_answers_built_per_request_are_encoded_when_sent() -> None:
     )
     assert answer.encoded is None
     assert answer.json() == b'{"alternateProduct":{"messageIdentifier":"x","productId":"p"}}'
+
+
+def test_a_uuid_sent_as_is_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    mid = uuid.uuid4()
+    with caplog.at_level(logging.DEBUG, logger="flask_retention"):
+        for _ in range(3):
+            answer = resolve(Message(mid), realtime_request(), EmptyLookup(), None)
+            assert answer.message_id == mid
+    assert [r.getMessage() for r in caplog.records].count(
+        f"flask-retention: message {mid} is not in the catalogue; sent as is (said once)."
+    ) == 1
