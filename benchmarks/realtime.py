@@ -233,10 +233,24 @@ def main(argv: list[str] | None = None) -> None:
 
     block = args.block
     print(f"timing {n} calls of each, in turns of {block}...", file=sys.stderr)
+    times = time_in_rounds(contenders, n, block)
+    pool.close()
+    executor.shutdown()
+    retention.close()
+    threads_retention.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    report(times, n, block)
+
+
+def time_in_rounds(
+    contenders: dict[str, Callable[[int], object]], n: int, block: int
+) -> dict[str, list[float]]:
+    """Seconds per call of ``run(i)`` for i < n, for each contender, in rounds: every
+    contender's ``block`` calls in a row, in a shuffled order per round."""
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    clock = time.perf_counter
     order = list(contenders.items())
     shuffle = random.Random(0).shuffle
+    clock = time.perf_counter
     gc.collect()
     gc.freeze()  # the prepared requests are not garbage: keep collections small, as in a server
     for first in range(0, n, block):
@@ -247,12 +261,12 @@ def main(argv: list[str] | None = None) -> None:
                 start = clock()
                 run(i)
                 record(clock() - start)
-    pool.close()
-    executor.shutdown()
-    retention.close()
-    threads_retention.close()
-    shutil.rmtree(folder, ignore_errors=True)
-    report(times, n, block)
+    return times
+
+
+def round_medians(values: list[float], block: int) -> list[float]:
+    """The median of each round's block of calls."""
+    return [statistics.median(values[i : i + block]) for i in range(0, len(values), block)]
 
 
 ENDPOINT = "endpoint (wsgi_app, fresh token)"
@@ -288,11 +302,7 @@ def report(times: dict[str, list[float]], n: int, block: int) -> None:
     # one round runs within tens of milliseconds of the others), then their median over
     # the rounds. A shared VM speeds up and slows down over seconds; pairing compares each
     # round with itself, where ratios of pooled medians mix the machine's states.
-    def rounds(name: str) -> list[float]:
-        values = times[name]
-        return [statistics.median(values[i : i + block]) for i in range(0, len(values), block)]
-
-    er, br, esr, ar = rounds(ENDPOINT), rounds(BARE), rounds(ES256), rounds(APPLE)
+    er, br, esr, ar = (round_medians(times[name], block) for name in (ENDPOINT, BARE, ES256, APPLE))
     apple_ratio = statistics.median(x / y for x, y in zip(er, ar, strict=True))
     added_ratio = statistics.median((x - y) / z for x, y, z in zip(er, br, esr, strict=True))
     print(f"target ratios, within each round (median of {len(er)} rounds):")

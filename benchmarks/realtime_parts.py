@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
-import random
 import shutil
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -143,25 +140,11 @@ def main(argv: list[str] | None = None) -> None:
     runs[ES256] = lambda i: es256()
 
     print(f"timing {n} calls of each, in turns of {block}...", file=sys.stderr)
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    order = list(runs.items())
-    shuffle = random.Random(0).shuffle
-    clock = time.perf_counter
-    gc.collect()
-    gc.freeze()
-    for first in range(0, n, block):
-        shuffle(order)
-        for name, run in order:
-            record = times[name].append
-            for i in range(first, min(first + block, n)):
-                start = clock()
-                run(i)
-                record(clock() - start)
+    times = bench.time_in_rounds(runs, n, block)
     shutil.rmtree(folder, ignore_errors=True)
 
     def rounds(name: str) -> list[float]:
-        values = times[name]
-        return [statistics.median(values[i : i + block]) for i in range(0, len(values), block)]
+        return bench.round_medians(times[name], block)
 
     bare, one = rounds(BARE), rounds(ES256)
     print(f"{n} calls each, in turns of {block}; (variant - bare view) / one ES256, paired:")
