@@ -26,6 +26,7 @@ from .choices import RealtimeRequest
 from .decision_log import DecisionLogWriter
 from .decisions import Decision, FallbackReason, retention_decided
 from .errors import ConfigurationError, VerificationError
+from .jsontext import loads_body
 from .replay import ReplayGuard
 from .responses import Answer, OfferSigner, Unsendable, fallback, resolve
 from .selection import AlarmRunner, SelectorPool
@@ -151,7 +152,7 @@ def read_signed_payload(request: Request, max_content_length: int | None) -> str
     else:
         body = _read_stream(request)
     try:
-        document = json.loads(body)
+        document = loads_body(body)
     except (ValueError, RecursionError):
         raise malformed('The body is not JSON; send {"signedPayload": "<JWS>"}.') from None
     token = document.get("signedPayload") if isinstance(document, dict) else None
@@ -301,10 +302,11 @@ class RealtimeEndpoint:
                         self.pool.stats(),
                     )
                 return fallback(req, lookup, reason)
-            if outcome.value is None:
+            choice = outcome.value
+            if choice is None:
                 return fallback(req, lookup, "no_choice")
-            decision.note_choice(outcome.value)
-            return resolve(outcome.value, req, lookup, self.offers)
+            decision.note_choice(choice)
+            return resolve(choice, req, lookup, self.offers)
         except Unsendable as e:
             logger.warning(
                 "flask-retention: request %s: %s; the fallback answers.",

@@ -140,7 +140,7 @@ def _message_id(
     """The UUID to send for ``message``; ``bare``: the kind forbids image and bullets."""
     facts = lookup.lookup(message, req.environment)
     if facts is None:
-        known = parse_uuid(message)
+        known = message if type(message) is uuid.UUID else parse_uuid(message)
         if known is None:
             raise Unsendable(
                 "unknown_name", f"no message named {message!r} in the {req.environment} catalogue"

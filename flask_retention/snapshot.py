@@ -231,6 +231,8 @@ class CatalogueSnapshot:
         """Facts for a name or UUID in ``environment``; see :class:`CatalogueView`."""
         if not self._running:
             self.start()
+        if type(message) is uuid.UUID:  # the view's lookup, without its call, for a UUID
+            return self._view.uuids.get((environment, message.int))
         return self._view.lookup(message, environment)
 
     def default_for(self, product_id: str, locale: str, environment: str) -> MessageFacts | None:

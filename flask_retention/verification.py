@@ -33,14 +33,13 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
-import json
 import math
 import os
 import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
@@ -53,6 +52,7 @@ from cryptography.x509 import verification as x509v
 
 from .config import load_root_certificates
 from .errors import VerificationError
+from .jsontext import loads_text
 
 __all__ = ["INTERMEDIATE_OID", "LEAF_OID", "CacheInfo", "JWSVerifier"]
 
@@ -68,10 +68,6 @@ _CANONICAL_LAST: Final = "AQgw"
 #: base64url to base64 for binascii; "+", "/" and "=" become "!", which strict decoding refuses.
 _URLSAFE_TO_STANDARD: Final = bytes.maketrans(b"-_+/=", b"+/!!!")
 _PADDING: Final = (b"", b"", b"==", b"=")
-#: json.loads without its wrapping: the same C scanner with the same (default) settings
-#: (typeshed does not declare ``scan_once``).
-_JSONScanner = Callable[[str, int], tuple[Any, int]]
-_SCAN_JSON: Final[_JSONScanner] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _YEAR_9999_MS: Final = 253_370_764_800_000
 _CERT_ERRORS: Final = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
@@ -134,15 +130,7 @@ def _json_object(part: str, what: str) -> dict[str, Any]:
 
 def _parsed_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        text = raw.decode("utf-8")
-        # What json.loads does for text that starts with a value and ends with it; anything
-        # else (whitespace around it, a BOM, trailing data, nothing) goes through json.loads.
-        try:
-            value, end = _SCAN_JSON(text, 0)
-        except StopIteration:
-            end = -1
-        if end != len(text):
-            value = json.loads(text)
+        value = loads_text(raw.decode("utf-8"))
     except (ValueError, RecursionError):
         raise VerificationError("malformed", f"the JWS {what} is not base64url JSON") from None
     if not isinstance(value, dict):
