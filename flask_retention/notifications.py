@@ -32,6 +32,7 @@ from werkzeug.exceptions import HTTPException, default_exceptions
 from .errors import ConfigurationError, RetentionError, VerificationError
 from .models import Notification
 from .realtime import Rejected, read_signed_payload
+from .views import refuse_unrouted_methods
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -482,3 +483,10 @@ def register_notifications(app: Flask, state: RetentionState) -> None:
         blueprint.register_error_handler(code, _http_error)
     blueprint.register_error_handler(Exception, _unexpected)
     app.register_blueprint(blueprint)
+    refuse_unrouted_methods(
+        app,
+        rule,
+        lambda: _error(
+            Rejected(405, "method_not_allowed", "The notifications endpoint accepts POST.")
+        ),
+    )

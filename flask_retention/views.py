@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from flask import Blueprint, Flask, Response, current_app, request
-from werkzeug.exceptions import HTTPException, default_exceptions
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, default_exceptions
 from werkzeug.wrappers import Request
 
 from .decisions import Decision
@@ -79,6 +80,26 @@ def _unexpected(e: Exception) -> Response:
     return current_endpoint().reject(Decision(received_at=datetime.now(UTC)), rejected)
 
 
+def refuse_unrouted_methods(app: Flask, rule: str, refuse: Callable[[], Response]) -> None:
+    """Answer a method the rule does not list (``PROPFIND``, any other token) with
+    ``refuse()`` instead of the host's routing 405.
+
+    The rule lists every standard method, so that the view answers those
+    itself; for the rest, Werkzeug's routing raises its 405 before any
+    blueprint is known, so that only an app-wide hook sees it. This one runs
+    for every request of the app and looks at one attribute unless routing
+    failed with a 405 on ``rule``'s path.
+    """
+
+    def hook() -> Response | None:
+        failed = request.routing_exception
+        if failed is None or not isinstance(failed, MethodNotAllowed) or request.path != rule:
+            return None
+        return refuse()
+
+    app.before_request(hook)
+
+
 def register_endpoint(app: Flask, state: RetentionState) -> None:
     """Add the endpoint's blueprint to ``app`` at ``RETENTION_ENDPOINT`` (unless ``None``)."""
     rule = state.settings.endpoint
@@ -96,3 +117,11 @@ def register_endpoint(app: Flask, state: RetentionState) -> None:
         blueprint.register_error_handler(code, _http_error)
     blueprint.register_error_handler(Exception, _unexpected)
     app.register_blueprint(blueprint)
+    refuse_unrouted_methods(
+        app,
+        rule,
+        lambda: endpoint.reject(
+            Decision(received_at=datetime.now(UTC)),
+            Rejected(405, "method_not_allowed", "The real-time endpoint accepts POST only."),
+        ),
+    )

@@ -662,13 +662,22 @@ def test_body_just_under_the_limit_is_read(
     assert post(client, padded).status_code == 200
 
 
-@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize(
+    "method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "PROPFIND", "MKCOL", "BREW"]
+)
 def test_other_methods_are_refused_as_json(
     client: FlaskClient, retention: Retention, method: str
 ) -> None:
     response = client.open(URL, method=method)
     assert_error(response, 405, "method_not_allowed")
     assert response.headers["Allow"] == "POST"
+
+
+def test_unknown_methods_elsewhere_keep_the_hosts_405(app: Flask, retention: Retention) -> None:
+    app.add_url_rule("/page", "page", lambda: "a page")
+    response = app.test_client().open("/page", method="PROPFIND")
+    assert response.status_code == 405
+    assert response.mimetype == "text/html"  # Flask's own 405, not the endpoint's JSON
 
 
 def test_wrong_app_is_refused(
@@ -777,6 +786,8 @@ def test_host_error_handlers_do_not_change_our_errors(
     token = signer.sign_broken("tampered_signature", signer.realtime_payload())
     assert_error(post(client, json.dumps({"signedPayload": token}).encode()), 401, "bad_signature")
     assert client.get("/elsewhere").status_code == 418  # the host's pages stay the host's
+    assert_error(client.open(URL, method="PROPFIND"), 405, "method_not_allowed")
+    assert client.open("/elsewhere", method="PROPFIND").status_code == 418  # still the host's
 
 
 def test_host_max_content_length_gives_our_json_413(

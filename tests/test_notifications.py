@@ -375,8 +375,9 @@ def test_malformed_bodies_get_400(client: FlaskClient, body: bytes) -> None:
     assert_error(client.post(URL, data=body), 400, "malformed")
 
 
-def test_other_methods_get_a_json_405(client: FlaskClient) -> None:
-    response = client.get(URL)
+@pytest.mark.parametrize("method", ["GET", "PROPFIND", "BREW"])
+def test_other_methods_get_a_json_405(client: FlaskClient, method: str) -> None:
+    response = client.open(URL, method=method)
     assert_error(response, 405, "method_not_allowed")
     assert response.headers["Allow"] == "POST"
 
