@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .choices import Message, PromotionalOffer, RealtimeRequest, SwitchPlan
+from .choices import Message, NoChoice, PromotionalOffer, RealtimeRequest, SwitchPlan
 from .decisions import Decision, retention_decided
 from .errors import ConfigurationError, RetentionError, VerificationError
 from .extension import Retention
@@ -12,6 +12,7 @@ __all__ = [
     "ConfigurationError",
     "Decision",
     "Message",
+    "NoChoice",
     "NotificationError",
     "PromotionalOffer",
     "RealtimeRequest",

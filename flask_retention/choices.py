@@ -117,4 +117,18 @@ class PromotionalOffer:
             raise TypeError("product_id is signed into signature_v2; do not give it beside one")
 
 
-Choice = Message | SwitchPlan | PromotionalOffer
+@dataclass(frozen=True, slots=True)
+class NoChoice:
+    """Choose nothing, as a selector that returns ``None`` does (the fallback answers:
+    the default message, or ``{}``), but tagged: an experiment's "no message" arm."""
+
+    experiment: str | None = field(default=None, kw_only=True)
+    variant: str | None = field(default=None, kw_only=True)
+    """The experiment and variant that chose it (see :meth:`Retention.experiment`), which
+    the decision records."""
+
+    def __post_init__(self) -> None:
+        _check_tag(self)
+
+
+Choice = Message | SwitchPlan | PromotionalOffer | NoChoice

@@ -43,7 +43,7 @@ FallbackReason = Literal[
 FALLBACK_REASONS: Final[frozenset[str]] = frozenset(
     (
         "no_selector",  # no selector registered for the product
-        "no_choice",  # the selector returned None
+        "no_choice",  # the selector returned None or NoChoice
         "selector_error",  # the selector raised
         "timeout",  # the selector overran RETENTION_SELECTOR_TIMEOUT
         "overloaded",  # every selector worker was busy (stuck selectors)

@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import Final
 
-from .choices import Choice, Message, PromotionalOffer, RealtimeRequest, SwitchPlan
+from .choices import Choice, Message, NoChoice, PromotionalOffer, RealtimeRequest, SwitchPlan
 
 _SCALE: Final = float(2**64)
 
@@ -32,7 +32,8 @@ class Experiment:
 
     Create it with :meth:`Retention.experiment
     <flask_retention.Retention.experiment>`. ``variants`` maps variant names to
-    choices (``Message``, ``SwitchPlan``, ``PromotionalOffer``); the first is
+    choices (``Message``, ``SwitchPlan``, ``PromotionalOffer``, or ``NoChoice`` for an
+    arm that shows the default); the first is
     the baseline the report compares the others with. ``weights`` maps every
     variant to a positive number (equal weights when omitted).
     """
@@ -53,10 +54,10 @@ class Experiment:
                     f"experiment {name!r}: variant names are strings of 1 to 200 characters, "
                     f"not {variant!r}"
                 )
-            if not isinstance(choice, Message | SwitchPlan | PromotionalOffer):
+            if not isinstance(choice, Message | SwitchPlan | PromotionalOffer | NoChoice):
                 raise TypeError(
-                    f"experiment {name!r}, variant {variant!r}: give a Message, SwitchPlan or "
-                    f"PromotionalOffer, not {type(choice).__name__}"
+                    f"experiment {name!r}, variant {variant!r}: give a Message, SwitchPlan, "
+                    f"PromotionalOffer or NoChoice, not {type(choice).__name__}"
                 )
         if weights is None:
             weights = dict.fromkeys(variants, 1.0)

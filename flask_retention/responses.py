@@ -20,7 +20,14 @@ from typing import Any, Final
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .choices import Message, MessageRef, PromotionalOffer, RealtimeRequest, SwitchPlan
+from .choices import (
+    Message,
+    MessageRef,
+    NoChoice,
+    PromotionalOffer,
+    RealtimeRequest,
+    SwitchPlan,
+)
 from .config import Settings
 from .decisions import FallbackReason, Kind
 from .lookup import CatalogueLookup, parse_uuid
@@ -203,10 +210,12 @@ def resolve(
             )
         offer = {"messageIdentifier": str(mid), "promotionalOfferSignatureV2": signature}
         return Answer({"promotionalOffer": offer}, "promotional_offer", mid)
+    if isinstance(choice, NoChoice):
+        return fallback(req, lookup, "no_choice")
     raise Unsendable(
         "invalid_choice",
         f"the selector returned {type(choice).__name__}, not Message, SwitchPlan, "
-        "PromotionalOffer or None",
+        "PromotionalOffer, NoChoice or None",
     )
 
 

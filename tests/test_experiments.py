@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from flask_retention import (
     Decision,
     Message,
+    NoChoice,
     PromotionalOffer,
     RealtimeRequest,
     Retention,
@@ -283,3 +284,43 @@ def test_an_untagged_choice_records_no_experiment(
     (decision,) = decisions
     assert decision.kind == "message"
     assert (decision.experiment, decision.variant) == (None, None)
+
+
+def test_a_no_message_arm_answers_the_default_and_counts_for_its_variant(
+    app: Flask,
+    client: FlaskClient,
+    retention: Retention,
+    signer: AppStoreSigner,
+    decisions: list[Decision],
+) -> None:
+    lookup = get_state(app).lookup
+    assert isinstance(lookup, MemoryLookup)
+    default = lookup.add("default-copy")
+    lookup.set_default("com.example.monthly", "en-US", default)
+    experiment = retention.experiment(
+        "holdout", {"holdout": NoChoice(), "winback": Message("winback")}
+    )
+    retention.selector(experiment.choose)
+    answers: dict[str, Any] = {}
+    for i in range(30):
+        otid = str(4000000000000000 + i)
+        response = client.post(
+            "/retention/realtime",
+            data=signer.realtime_body(original_transaction_id=otid, app_apple_id=APP_APPLE_ID),
+            content_type="application/json",
+        )
+        decision = decisions[-1]
+        variant = expected_variant("holdout", otid, {"holdout": 1.0, "winback": 1.0})
+        assert (decision.experiment, decision.variant) == ("holdout", variant)
+        answers[variant] = response.get_json()
+        if variant == "holdout":
+            assert decision.fallback_reason == "no_choice"
+            assert decision.message_id == default.uuid
+    assert answers["holdout"] == {"message": {"messageIdentifier": str(default.uuid)}}
+    assert answers["winback"]["message"]["messageIdentifier"] != str(default.uuid)
+
+
+def test_no_choice_needs_both_tags_or_neither() -> None:
+    assert NoChoice() == NoChoice()
+    with pytest.raises(TypeError, match="go together"):
+        NoChoice(variant="b")

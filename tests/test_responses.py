@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from flask_retention import Message, PromotionalOffer, RealtimeRequest, SwitchPlan
+from flask_retention import Message, NoChoice, PromotionalOffer, RealtimeRequest, SwitchPlan
 from flask_retention.lookup import EmptyLookup, MessageFacts
 from flask_retention.responses import (
     Answer,
@@ -309,3 +309,13 @@ def test_a_uuid_sent_as_is_is_logged_once(caplog: pytest.LogCaptureFixture) -> N
     assert [r.getMessage() for r in caplog.records].count(
         f"flask-retention: message {mid} is not in the catalogue; sent as is (said once)."
     ) == 1
+
+
+def test_no_choice_resolves_to_the_fallback() -> None:
+    lookup = MemoryLookup()
+    default = lookup.add("default")
+    lookup.set_default("com.example.monthly", "en-US", default)
+    answer = resolve(NoChoice(), realtime_request(), lookup, None)
+    assert answer.body == {"message": {"messageIdentifier": str(default.uuid)}}
+    assert answer.fallback_reason == "no_choice"
+    assert resolve(NoChoice(), realtime_request(), EmptyLookup(), None).body == {}
