@@ -171,7 +171,6 @@ class AlarmRunner:
 
     def run(self, fn: Callable[[Any], Any], arg: Any) -> Outcome | None:
         """``fn(arg)`` here within the time limit, or ``None`` to use the pool."""
-        global _armed
         if (
             self.disabled is not None
             or _armed
