@@ -59,11 +59,8 @@ class Message:
     the decision records."""
 
     def __post_init__(self) -> None:
-        # Often made on the request path: the usual checks in place, the rest in functions.
-        if type(self.message) is not uuid.UUID:
-            _check_message(self.message)
-        if self.experiment is not None or self.variant is not None:
-            _check_tag(self)
+        _check_message(self.message)
+        _check_tag(self)
 
 
 @dataclass(frozen=True, slots=True)

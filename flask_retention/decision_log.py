@@ -36,6 +36,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from .decisions import Decision
+from .forks import clear_running_in_forked_child
 from .models import metadata
 
 logger = logging.getLogger("flask_retention.decision_log")
@@ -107,26 +108,6 @@ def _writer_loop(ref: weakref.ReferenceType[DecisionLogWriter]) -> None:
         writer = ref()
         if writer is not None and writer._thread is threading.current_thread():
             writer._running = False
-
-
-_WRITERS: weakref.WeakSet[DecisionLogWriter] = weakref.WeakSet()
-_fork_hook_lock = threading.Lock()
-_fork_hook = False
-
-
-def _forked_child() -> None:
-    """In a forked child no writer thread runs: the next record() starts one."""
-    for writer in list(_WRITERS):
-        writer._running = False
-
-
-def _watch_forks(writer: DecisionLogWriter) -> None:
-    global _fork_hook
-    _WRITERS.add(writer)
-    with _fork_hook_lock:
-        if not _fork_hook and hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_forked_child)
-            _fork_hook = True
 
 
 def _close_at_exit(ref: weakref.ReferenceType[DecisionLogWriter]) -> None:
@@ -253,7 +234,7 @@ class DecisionLogWriter:
             if not self._atexit:
                 self._atexit = True
                 atexit.register(_close_at_exit, weakref.ref(self))
-                _watch_forks(self)
+                clear_running_in_forked_child(self)
             self._thread = threading.Thread(
                 target=_writer_loop,
                 args=(weakref.ref(self),),

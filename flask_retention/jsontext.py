@@ -1,4 +1,5 @@
-"""``json.loads`` for the request path: the decoder's C scanner without the wrapping.
+"""JSON for the request path: ``json.loads`` through the decoder's C scanner without the
+wrapping, and one compact encoder for every answer.
 
 ``json.loads`` detects the encoding of bytes, decodes them, and matches
 whitespace before and after the value with regular expressions; for the
@@ -17,6 +18,14 @@ from typing import Any, Final
 _Scanner = Callable[[str, int], tuple[Any, int]]
 #: The default decoder's scanner (typeshed does not declare ``scan_once``).
 _scan: Final[_Scanner] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+_encode: Final = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def dumps_compact(value: Any) -> bytes:
+    """``value`` as compact UTF-8 JSON (no spaces), as the endpoints answer."""
+    return _encode(value).encode()
 
 
 def loads_text(text: str) -> Any:

@@ -1,6 +1,6 @@
 """The steps of the real-time endpoint, held per app by :class:`RealtimeEndpoint`.
 
-``views.realtime`` calls them in order: read the body, verify the JWS, load
+``views.answer_request`` calls them in order: read the body, verify the JWS, load
 the payload, check it, run the selector, resolve its choice. Each step that
 refuses a request raises :class:`Rejected` with the status and error code of
 DESIGN.md; nothing after verification refuses: problems there take the
@@ -9,7 +9,6 @@ fallback, because Apple would show its default anyway.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -26,7 +25,7 @@ from .choices import RealtimeRequest
 from .decision_log import DecisionLogWriter
 from .decisions import Decision, FallbackReason, retention_decided
 from .errors import ConfigurationError, VerificationError
-from .jsontext import loads_body
+from .jsontext import dumps_compact, loads_body
 from .replay import ReplayGuard
 from .responses import Answer, OfferSigner, Unsendable, fallback, resolve
 from .selection import AlarmRunner, SelectorPool
@@ -38,8 +37,6 @@ logger = logging.getLogger("flask_retention")
 
 #: The largest request body accepted (Apple's are a few kilobytes).
 BODY_LIMIT: Final = 64 * 1024
-
-_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class Rejected(Exception):
@@ -327,7 +324,7 @@ class RealtimeEndpoint:
         """The JSON response (``body`` a dict, or already encoded); completes ``decision``
         and sends :data:`retention_decided`."""
         if not isinstance(body, bytes):
-            body = _encode(body).encode()
+            body = dumps_compact(body)
         response = self.app.response_class(body, status, content_type="application/json")
         if status == 405:
             response.headers["Allow"] = "POST"

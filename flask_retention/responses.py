@@ -10,7 +10,6 @@ the choice cannot be sent, the fallback answers: the default message for
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -30,14 +29,12 @@ from .choices import (
 )
 from .config import Settings
 from .decisions import FallbackReason, Kind
+from .jsontext import dumps_compact
 from .lookup import CatalogueLookup, parse_uuid
 
 logger = logging.getLogger("flask_retention")
 
 OFFER_AUDIENCE = "promotional-offer"
-
-
-_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +50,7 @@ class Answer:
 
     def json(self) -> bytes:
         """The body as compact JSON."""
-        return self.encoded if self.encoded is not None else _encode(self.body).encode()
+        return self.encoded if self.encoded is not None else dumps_compact(self.body)
 
 
 #: Answers naming one message, by (message, fallback reason): there are few of them, and
@@ -72,7 +69,7 @@ def message_answer(mid: uuid.UUID, reason: FallbackReason | None = None) -> Answ
     answer = _message_answers.get(key)
     if answer is None:
         body = {"message": {"messageIdentifier": str(mid)}}
-        answer = Answer(body, "message", mid, reason, encoded=_encode(body).encode())
+        answer = Answer(body, "message", mid, reason, encoded=dumps_compact(body))
         if len(_message_answers) >= _MESSAGE_ANSWERS_MAX:
             _message_answers.clear()
         _message_answers[key] = answer
@@ -147,7 +144,7 @@ def _message_id(
     """The UUID to send for ``message``; ``bare``: the kind forbids image and bullets."""
     facts = lookup.lookup(message, req.environment)
     if facts is None:
-        known = message if type(message) is uuid.UUID else parse_uuid(message)
+        known = parse_uuid(message)
         if known is None:
             raise Unsendable(
                 "unknown_name", f"no message named {message!r} in the {req.environment} catalogue"

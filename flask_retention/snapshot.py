@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from .catalogue import read_version
 from .choices import ENVIRONMENTS, MessageRef
+from .forks import clear_running_in_forked_child
 from .lookup import MessageFacts, parse_uuid
 from .models import AppleState, BulletPoint, Default, Image, Message
 
@@ -172,19 +173,6 @@ def _refresh_loop(
             snapshot._running = False
 
 
-_SNAPSHOTS: weakref.WeakSet[CatalogueSnapshot] = weakref.WeakSet()
-
-
-def _forked_child() -> None:
-    """In a forked child no refresh thread runs: the next lookup starts one."""
-    for snapshot in list(_SNAPSHOTS):
-        snapshot._running = False
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forked_child)
-
-
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
@@ -223,7 +211,7 @@ class CatalogueSnapshot:
         # The refresh thread runs in this process: cheaper to read than Thread.is_alive(),
         # cleared when the thread ends, by close() and in a forked child.
         self._running = False
-        _SNAPSHOTS.add(self)
+        clear_running_in_forked_child(self)
 
     # -- CatalogueLookup ----------------------------------------------------
 
@@ -231,8 +219,6 @@ class CatalogueSnapshot:
         """Facts for a name or UUID in ``environment``; see :class:`CatalogueView`."""
         if not self._running:
             self.start()
-        if type(message) is uuid.UUID:  # the view's lookup, without its call, for a UUID
-            return self._view.uuids.get((environment, message.int))
         return self._view.lookup(message, environment)
 
     def default_for(self, product_id: str, locale: str, environment: str) -> MessageFacts | None:

@@ -39,17 +39,18 @@ def current_endpoint() -> RealtimeEndpoint:
     return endpoint  # type: ignore[no-any-return]
 
 
-def realtime() -> Response:
-    """Answer one ``Get Retention Message`` request (DESIGN.md, "Endpoint")."""
-    return answer_request(current_endpoint(), request._get_current_object())  # type: ignore[attr-defined]
+def not_post() -> Rejected:
+    """The ``405`` of a request that is not a ``POST``."""
+    return Rejected(405, "method_not_allowed", "The real-time endpoint accepts POST only.")
 
 
 def answer_request(endpoint: RealtimeEndpoint, req: Request) -> Response:
-    """:func:`realtime` for ``endpoint``, with the request object itself (not its proxy)."""
+    """Answer one ``Get Retention Message`` request (DESIGN.md, "Endpoint") for
+    ``endpoint``; ``req`` is the request object itself, not its proxy."""
     decision = Decision(received_at=datetime.now(UTC))
     try:
         if req.method != "POST":
-            raise Rejected(405, "method_not_allowed", "The real-time endpoint accepts POST only.")
+            raise not_post()
         token = read_signed_payload(req, endpoint.app.config.get("MAX_CONTENT_LENGTH"))  # 413, 400
         realtime_request = endpoint.verify(token)  # 401 <reason>, 400 malformed
         decision.note_request(realtime_request)
@@ -107,10 +108,10 @@ def register_endpoint(app: Flask, state: RetentionState) -> None:
         return
     endpoint = state.endpoint = RealtimeEndpoint(app, state)
 
-    def view() -> Response:  # realtime(), with this app's endpoint at hand
+    def view() -> Response:
+        """The view: :func:`answer_request` with this app's endpoint at hand."""
         return answer_request(endpoint, request._get_current_object())  # type: ignore[attr-defined]
 
-    view.__doc__ = realtime.__doc__
     blueprint = Blueprint(BLUEPRINT_NAME, __name__)
     blueprint.add_url_rule(rule, "realtime", view, methods=list(METHODS))
     for code in default_exceptions:
@@ -122,6 +123,6 @@ def register_endpoint(app: Flask, state: RetentionState) -> None:
         rule,
         lambda: endpoint.reject(
             Decision(received_at=datetime.now(UTC)),
-            Rejected(405, "method_not_allowed", "The real-time endpoint accepts POST only."),
+            not_post(),
         ),
     )

@@ -50,6 +50,18 @@ class MemoryLookup:
         """Make ``facts`` the default message for ``(product_id, locale)``."""
         self._defaults[environment, product_id, locale] = facts.uuid
 
+    def add_default(
+        self,
+        name: str = "default",
+        product_id: str = "com.example.monthly",
+        locale: str = "en-US",
+    ) -> MessageFacts:
+        """Add an approved message and make it the default of ``(product_id, locale)``
+        (by default, the signer's product and locale)."""
+        facts = self.add(name)
+        self.set_default(product_id, locale, facts)
+        return facts
+
     def lookup(self, message: MessageRef, environment: str) -> MessageFacts | None:
         known = parse_uuid(message)
         if known is not None:

@@ -284,8 +284,7 @@ def test_fallback_is_the_approved_default(
     lookup: MemoryLookup,
     decisions: list[Decision],
 ) -> None:
-    default = lookup.add("default")
-    lookup.set_default("com.example.monthly", "en-US", default)
+    default = lookup.add_default()
     retention.selector(lambda req: Message("no-such-name"))
     assert ask(client, signer).get_json() == {"message": {"messageIdentifier": str(default.uuid)}}
     assert decisions[0].fallback_reason == "unknown_name"
@@ -341,8 +340,7 @@ def test_unexpected_failure_after_verification_takes_the_fallback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     lookup = FailingLookup()
-    default = lookup.add("default")
-    lookup.set_default("com.example.monthly", "en-US", default)
+    default = lookup.add_default()
     get_state(app).lookup = lookup
     retention.selector(lambda req: Message("winback"))
     response = ask(client, signer)
@@ -415,8 +413,7 @@ def test_overrunning_selector_does_not_hold_the_answer(
     lookup: MemoryLookup,
     decisions: list[Decision],
 ) -> None:
-    default = lookup.add("default")
-    lookup.set_default("com.example.monthly", "en-US", default)
+    default = lookup.add_default()
     entered, release = threading.Event(), threading.Event()
 
     def stuck(req: RealtimeRequest) -> Message:

@@ -313,8 +313,7 @@ def test_a_uuid_sent_as_is_is_logged_once(caplog: pytest.LogCaptureFixture) -> N
 
 def test_no_choice_resolves_to_the_fallback() -> None:
     lookup = MemoryLookup()
-    default = lookup.add("default")
-    lookup.set_default("com.example.monthly", "en-US", default)
+    default = lookup.add_default()
     answer = resolve(NoChoice(), realtime_request(), lookup, None)
     assert answer.body == {"message": {"messageIdentifier": str(default.uuid)}}
     assert answer.fallback_reason == "no_choice"
