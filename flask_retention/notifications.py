@@ -32,7 +32,7 @@ from werkzeug.exceptions import HTTPException, default_exceptions
 from .errors import ConfigurationError, RetentionError, VerificationError
 from .models import Notification
 from .realtime import Rejected, read_signed_payload
-from .views import refuse_unrouted_methods
+from .views import route_every_method
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -55,8 +55,6 @@ NotificationErrorCode = Literal["malformed", "wrong_bundle", "wrong_app", "wrong
 #: Column widths of :class:`~flask_retention.models.Notification`; longer values are refused
 #: as malformed rather than failing to store (which Apple would retry for days).
 _WIDTHS: Final = {"type": 64, "id": 64, "name": 200}
-
-_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
 
 
 class NotificationError(RetentionError):
@@ -478,15 +476,8 @@ def register_notifications(app: Flask, state: RetentionState) -> None:
         return
     check_settings(state.settings)
     blueprint = Blueprint(BLUEPRINT_NAME, __name__)
-    blueprint.add_url_rule(rule, "notifications", notifications, methods=list(_METHODS))
     for code in default_exceptions:
         blueprint.register_error_handler(code, _http_error)
     blueprint.register_error_handler(Exception, _unexpected)
     app.register_blueprint(blueprint)
-    refuse_unrouted_methods(
-        app,
-        rule,
-        lambda: _error(
-            Rejected(405, "method_not_allowed", "The notifications endpoint accepts POST.")
-        ),
-    )
+    route_every_method(app, rule, f"{BLUEPRINT_NAME}.notifications", notifications)

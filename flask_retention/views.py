@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from flask import Blueprint, Flask, Response, current_app, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, default_exceptions
+from werkzeug.exceptions import HTTPException, default_exceptions
 from werkzeug.wrappers import Request
 
 from .decisions import Decision
@@ -26,10 +26,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_retention")
 
 BLUEPRINT_NAME: Final = "flask_retention"
-
-#: Every method is routed to the view, so that a wrong one gets a JSON 405 (a routing
-#: 405 would go to the app's handlers, not the blueprint's).
-METHODS: Final = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
 
 
 def current_endpoint() -> RealtimeEndpoint:
@@ -81,24 +77,20 @@ def _unexpected(e: Exception) -> Response:
     return current_endpoint().reject(Decision(received_at=datetime.now(UTC)), rejected)
 
 
-def refuse_unrouted_methods(app: Flask, rule: str, refuse: Callable[[], Response]) -> None:
-    """Answer a method the rule does not list (``PROPFIND``, any other token) with
-    ``refuse()`` instead of the host's routing 405.
+def route_every_method(app: Flask, rule: str, endpoint: str, view: Callable[[], Response]) -> None:
+    """Route every method at ``rule`` to ``view`` as ``endpoint``, so that the view answers a
+    wrong one (``GET``, ``PROPFIND``, any other token) with its own JSON ``405``.
 
-    The rule lists every standard method, so that the view answers those
-    itself; for the rest, Werkzeug's routing raises its 405 before any
-    blueprint is known, so that only an app-wide hook sees it. This one runs
-    for every request of the app and looks at one attribute unless routing
-    failed with a 405 on ``rule``'s path.
+    Flask's ``add_url_rule`` lists the methods a rule accepts, and for any other
+    method Werkzeug's routing raises its 405 before a blueprint is known, where
+    only the host's handlers see it. A Werkzeug rule without methods matches
+    them all, and costs nothing on the host's other requests (an app-wide
+    ``before_request`` hook would run on each of them). ``endpoint`` is the
+    blueprint's name, a dot, and the view's, so that the blueprint's error
+    handlers apply.
     """
-
-    def hook() -> Response | None:
-        failed = request.routing_exception
-        if failed is None or not isinstance(failed, MethodNotAllowed) or request.path != rule:
-            return None
-        return refuse()
-
-    app.before_request(hook)
+    app.url_map.add(app.url_rule_class(rule, endpoint=endpoint, methods=None))
+    app.view_functions[endpoint] = view
 
 
 def register_endpoint(app: Flask, state: RetentionState) -> None:
@@ -113,16 +105,8 @@ def register_endpoint(app: Flask, state: RetentionState) -> None:
         return answer_request(endpoint, request._get_current_object())  # type: ignore[attr-defined]
 
     blueprint = Blueprint(BLUEPRINT_NAME, __name__)
-    blueprint.add_url_rule(rule, "realtime", view, methods=list(METHODS))
     for code in default_exceptions:
         blueprint.register_error_handler(code, _http_error)
     blueprint.register_error_handler(Exception, _unexpected)
     app.register_blueprint(blueprint)
-    refuse_unrouted_methods(
-        app,
-        rule,
-        lambda: endpoint.reject(
-            Decision(received_at=datetime.now(UTC)),
-            not_post(),
-        ),
-    )
+    route_every_method(app, rule, f"{BLUEPRINT_NAME}.realtime", view)

@@ -677,6 +677,12 @@ def test_unknown_methods_elsewhere_keep_the_hosts_405(app: Flask, retention: Ret
     assert response.mimetype == "text/html"  # Flask's own 405, not the endpoint's JSON
 
 
+def test_the_hosts_other_requests_run_nothing_of_ours(app: Flask, retention: Retention) -> None:
+    # The endpoint's rule matches every method itself: no app-wide hook does that job.
+    assert not any(app.before_request_funcs.values())
+    assert not any(app.after_request_funcs.values())
+
+
 def test_wrong_app_is_refused(
     client: FlaskClient, retention: Retention, signer: AppStoreSigner
 ) -> None:
