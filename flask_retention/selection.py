@@ -7,15 +7,16 @@ selector runs where it costs least while its time limit still holds:
 * :class:`AlarmRunner`, when the request is served by the process's main
   thread (gunicorn's default sync workers, most WSGI servers' process-per-
   request models, in-process calls): the selector runs in the request thread,
-  and a ``SIGALRM`` timer raises :class:`SelectorTimeout` in it when
-  ``RETENTION_SELECTOR_TIMEOUT`` is up. That interrupts Python code, sleeps,
+  and when ``RETENTION_SELECTOR_TIMEOUT`` is up, a watchdog thread (one per
+  process, see :class:`_Watchdog`) sends ``SIGALRM`` to it, whose handler
+  raises :class:`SelectorTimeout` in the selector. That interrupts Python code, sleeps,
   waits on locks and socket I/O done by Python; a C extension that waits
   without returning to Python (psycopg2's default blocking wait, say) is
   interrupted only when it returns. A selector that overruns that way switches
   the process to the worker threads for good, with a warning, so it can
   happen once per process. The handler is installed only while ``SIGALRM`` is
   unused (default disposition, no timer running), and the runner steps aside
-  whenever another timer or handler appears.
+  whenever another handler appears; it sets no timer itself.
 * :class:`SelectorPool` everywhere else (threaded servers, ``RETENTION_SELECTOR_RUNNER
   = "threads"``): the request thread hands the selector to a long-lived
   worker and waits at most ``timeout`` seconds for its answer; when it does
@@ -48,6 +49,8 @@ from typing import Any, Final, Literal, NamedTuple
 from flask import Flask
 from flask.ctx import AppContext
 from flask.globals import app_ctx
+
+from . import forks
 
 logger = logging.getLogger("flask_retention")
 
@@ -116,41 +119,122 @@ class SelectorTimeout(BaseException):
 #: (a psycopg 3 query waiting on the server stopped 0.1 s after the signal, measured here).
 LATE_GRACE: Final = 0.15
 
-_HAS_ALARM: Final = hasattr(signal, "setitimer") and hasattr(signal, "SIGALRM")
+#: Rounds of the watchdog's poll with no selector call before it sleeps until the next one.
+IDLE_ROUNDS: Final = 25
+
+_HAS_ALARM: Final = hasattr(signal, "pthread_kill") and hasattr(signal, "SIGALRM")
 if _HAS_ALARM:
     _SIGALRM: Final = signal.SIGALRM
-    _ITIMER_REAL: Final = signal.ITIMER_REAL
-    _setitimer: Final = signal.setitimer
 _get_ident = threading.get_ident
 _main_ident = threading.main_thread().ident
-
-
-def _forked_child() -> None:
-    # threading's own fork handler, registered before this one, has named the new main thread.
-    global _main_ident
-    _main_ident = threading.main_thread().ident
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forked_child)
-
 _monotonic = time.monotonic
+_sleep = time.sleep
 
 try:  # signal.getsignal wraps this one in an enum conversion that costs ~3 us per call
     _getsignal: Callable[[int], object] = importlib.import_module("_signal").getsignal
 except (ImportError, AttributeError):  # pragma: no cover - other Pythons
     _getsignal = signal.getsignal
 
-# The one selector call that SIGALRM may interrupt: signals are process-wide and their
-# handlers run in the main thread, so there is at most one at a time.
-_armed = False
+# The one selector call that SIGALRM may interrupt, as (deadline, call number): signals
+# are process-wide and their handlers run in the main thread, so there is at most one
+# at a time. The watchdog reads it; the call that it asked the handler to interrupt is
+# _interrupting. Each is one assignment, so a reader never sees half of it.
+_current: tuple[float, int] | None = None
+_calls = 0
+_interrupting = 0
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    global _armed
-    if _armed:
-        _armed = False
+    global _current
+    current = _current
+    if current is not None and current[1] == _interrupting:
+        _current = None
         raise SelectorTimeout
+
+
+class _Watchdog:
+    """One thread per process that sends ``SIGALRM`` to the main thread when a selector
+    call there outlives its deadline.
+
+    A timer set and cleared around each call would cost two system calls per
+    request; the watchdog instead polls every ``period`` seconds (the shortest
+    time limit of the process's runners), and once it sees a call, sleeps until
+    that call's deadline: so a call is stopped on time, and a request that
+    finishes in time costs two assignments. After :data:`IDLE_ROUNDS` polls
+    without a call it sleeps until the next call wakes it (a flag that the
+    request thread reads, and a wake-up once).
+    """
+
+    def __init__(self) -> None:
+        self.period = 1.0
+        self._running = False
+        self.parked = False
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self.thread: threading.Thread | None = None
+        forks.clear_running_in_forked_child(self)
+
+    def start(self) -> None:
+        """Start the thread in this process, unless it runs."""
+        with self._lock:
+            if self._running:
+                return
+            self._wake = threading.Event()  # a forked child's must not be the parent's
+            self.parked = False
+            self.thread = threading.Thread(
+                target=self._watch, name="flask-retention-watchdog", daemon=True
+            )
+            self.thread.start()
+            self._running = True
+
+    def wake(self) -> None:
+        """Wake the parked thread: a call has started."""
+        self._wake.set()
+
+    def _watch(self) -> None:
+        global _interrupting
+        idle, seen = 0, -1
+        while True:
+            current, calls = _current, _calls
+            if current is not None:
+                idle = 0
+                deadline, call = current
+                late = deadline - _monotonic()
+                if late > 0:
+                    _sleep(min(late, self.period))
+                elif call != _interrupting and _current is current:
+                    _interrupting = call
+                    signal.pthread_kill(_main_ident, _SIGALRM)  # type: ignore[arg-type]
+                else:  # asked already: a call the signal cannot interrupt yet
+                    _sleep(self.period)
+                continue
+            idle = idle + 1 if calls == seen else 0
+            seen = calls
+            if idle < IDLE_ROUNDS:
+                _sleep(self.period)
+                continue
+            # Park: say so first, then look again, so that a call starting in between
+            # either is seen here or sees the flag and wakes the thread.
+            self.parked = True
+            if _current is None and _calls == seen:
+                self._wake.wait()
+            self._wake.clear()
+            self.parked = False
+            idle = 0
+
+
+_watchdog = _Watchdog()
+
+
+def _forked_child() -> None:
+    # threading's own fork handler, registered before this one, has named the new main thread.
+    global _main_ident, _current
+    _main_ident = threading.main_thread().ident
+    _current = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked_child)
 
 
 class AlarmRunner:
@@ -168,16 +252,19 @@ class AlarmRunner:
         #: Why this runner no longer runs selectors, once it has stopped (for good).
         self.disabled: str | None = None if _HAS_ALARM else "no SIGALRM on this platform"
         self._refused_logged = False
+        _watchdog.period = min(_watchdog.period, timeout)
 
     def run(self, fn: Callable[[Any], Any], arg: Any) -> Outcome | None:
         """``fn(arg)`` here within the time limit, or ``None`` to use the pool."""
         if (
             self.disabled is not None
-            or _armed
+            or _current is not None
             or _get_ident() != _main_ident
             or (_getsignal(_SIGALRM) is not _on_alarm and not self._install())
         ):
             return None
+        if not _watchdog._running:
+            _watchdog.start()
         # A context of its own, as on a worker thread: an app context without the request.
         # The request's app context is pushed there again (its g, its teardowns at the end
         # of the request): cheaper than a new one, and the same app.
@@ -189,28 +276,24 @@ class AlarmRunner:
             app_context = self.app.app_context()
         return contextvars.Context().run(self._run, app_context, fn, arg)
 
-    def _run(self, app_context: AppContext, fn: Callable[[Any], Any], arg: Any) -> Outcome | None:
-        global _armed
+    def _run(self, app_context: AppContext, fn: Callable[[Any], Any], arg: Any) -> Outcome:
+        global _current, _calls
         timeout = self.timeout
-        started = _monotonic()
-        # The app context is pushed before the timer starts and popped after it stops, so
-        # that the alarm never interrupts Flask's own context handling or the teardowns.
+        # The app context is pushed before the call is watched and popped after, so that
+        # the signal never interrupts Flask's own context handling or the teardowns.
         with app_context:
+            started = _monotonic()
             try:
-                _armed = True
-                previous = _setitimer(_ITIMER_REAL, timeout)
-                if previous[0]:  # someone else's timer: give it back, and step aside
-                    _armed = False
-                    _setitimer(_ITIMER_REAL, *previous)
-                    return None
+                _calls += 1
+                _current = (started + timeout, _calls)
+                if _watchdog.parked:
+                    _watchdog.wake()
                 try:
                     outcome = Outcome("ok", fn(arg))
                 finally:
-                    _armed = False
-                    _setitimer(_ITIMER_REAL, 0)
+                    _current = None
             except SelectorTimeout:
-                _armed = False
-                _setitimer(_ITIMER_REAL, 0)
+                _current = None
                 outcome = Outcome("timeout")
             except Exception as e:
                 outcome = _report_error(fn, arg, e)
@@ -222,7 +305,9 @@ class AlarmRunner:
 
     def _install(self) -> bool:
         """Take ``SIGALRM`` if nobody uses it; ``False`` (logged once) when somebody does."""
-        if signal.getsignal(_SIGALRM) == signal.SIG_DFL and not any(signal.getitimer(_ITIMER_REAL)):
+        if signal.getsignal(_SIGALRM) == signal.SIG_DFL and not any(
+            signal.getitimer(signal.ITIMER_REAL)
+        ):
             signal.signal(_SIGALRM, _on_alarm)
             return True
         if not self._refused_logged:

@@ -185,3 +185,64 @@ def test_a_child_forked_by_another_thread_knows_its_main_thread() -> None:
     thread.join(10)
     assert codes == [0]
     assert selection._main_ident == threading.main_thread().ident  # the parent's is unchanged
+
+
+# -- the alarm runner's watchdog ------------------------------------------------------
+
+
+def busy(_: object) -> str:
+    """Pure Python that only the time limit's exception stops (or a broken test's bound)."""
+    give_up = time.monotonic() + GENEROUS
+    while time.monotonic() < give_up:
+        pass
+    return "not stopped"
+
+
+def test_watchdog_parks_when_idle_and_a_call_wakes_it(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selection, "IDLE_ROUNDS", 2)
+    runner = selection.AlarmRunner(app, timeout=SHORT)
+    assert runner.run(lambda x: x, "first") == ("ok", "first")
+    wait_until(lambda: selection._watchdog.parked)  # nothing to watch: it sleeps for good
+    started = time.monotonic()
+    outcome = runner.run(busy, None)
+    assert outcome == ("timeout", None)
+    assert time.monotonic() - started < SHORT + selection.LATE_GRACE
+    assert runner.disabled is None
+    assert runner.run(lambda x: x, "after") == ("ok", "after")
+
+
+def test_watchdog_signals_only_the_call_that_overran(app: Flask) -> None:
+    runner = selection.AlarmRunner(app, timeout=SHORT)
+    # Many calls that end in time, back to back, across the watchdog's polls: none is
+    # interrupted by a signal meant for an earlier one.
+    deadline = time.monotonic() + 4 * SHORT
+    calls = 0
+    while time.monotonic() < deadline:
+        outcome = runner.run(lambda _: time.sleep(SHORT / 10) or "done", None)
+        assert outcome == ("ok", "done")
+        calls += 1
+    assert calls > 20
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_starts_its_own_watchdog(app: Flask) -> None:
+    runner = selection.AlarmRunner(app, timeout=SHORT)
+    assert runner.run(lambda x: x, 1) == ("ok", 1)  # the parent's watchdog runs
+    pid = os.fork()
+    if pid == 0:  # the child: no watchdog thread until its first call
+        ok = False
+        try:
+            outcome = runner.run(busy, None)
+            ok = outcome is not None and outcome.status == "timeout"
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + GENEROUS
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if done[0] == 0:  # still busy: nothing stopped its selector
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the child's selector was not stopped")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
