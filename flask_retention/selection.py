@@ -50,6 +50,11 @@ from flask import Flask
 from flask.ctx import AppContext
 from flask.globals import app_ctx
 
+try:  # the variable behind flask.current_app (Flask >= 2.2); pushing again works without it
+    from flask.globals import _cv_app
+except ImportError:  # pragma: no cover - a Flask that renamed it
+    _cv_app = None  # type: ignore[assignment]
+
 from . import forks
 
 logger = logging.getLogger("flask_retention")
@@ -266,37 +271,41 @@ class AlarmRunner:
         if not _watchdog._running:
             _watchdog.start()
         # A context of its own, as on a worker thread: an app context without the request.
-        # The request's app context is pushed there again (its g, its teardowns at the end
-        # of the request): cheaper than a new one, and the same app.
+        # The request's own app context is set there (the same g, torn down with the
+        # request): cheaper than pushing it again, which would send Flask's signals.
+        context = contextvars.Context()
         try:
-            app_context: AppContext = app_ctx._get_current_object()  # type: ignore[attr-defined]
+            current: AppContext | None = app_ctx._get_current_object()  # type: ignore[attr-defined]
         except RuntimeError:  # called outside any app context
-            app_context = self.app.app_context()
-        if app_context.app is not self.app:
-            app_context = self.app.app_context()
-        return contextvars.Context().run(self._run, app_context, fn, arg)
+            current = None
+        if current is not None and current.app is self.app and _cv_app is not None:
+            context.run(_cv_app.set, current)
+            return context.run(self._run, fn, arg)
+        fresh = self.app.app_context()
+        context.run(fresh.push)  # pushed before the call is watched, popped after it
+        try:
+            return context.run(self._run, fn, arg)
+        finally:
+            context.run(fresh.pop)
 
-    def _run(self, app_context: AppContext, fn: Callable[[Any], Any], arg: Any) -> Outcome:
+    def _run(self, fn: Callable[[Any], Any], arg: Any) -> Outcome:
         global _current, _calls
         timeout = self.timeout
-        # The app context is pushed before the call is watched and popped after, so that
-        # the signal never interrupts Flask's own context handling or the teardowns.
-        with app_context:
-            started = _monotonic()
+        started = _monotonic()
+        try:
+            _calls += 1
+            _current = (started + timeout, _calls)
+            if _watchdog.parked:
+                _watchdog.wake()
             try:
-                _calls += 1
-                _current = (started + timeout, _calls)
-                if _watchdog.parked:
-                    _watchdog.wake()
-                try:
-                    outcome = Outcome("ok", fn(arg))
-                finally:
-                    _current = None
-            except SelectorTimeout:
+                outcome = Outcome("ok", fn(arg))
+            finally:
                 _current = None
-                outcome = Outcome("timeout")
-            except Exception as e:
-                outcome = _report_error(fn, arg, e)
+        except SelectorTimeout:
+            _current = None
+            outcome = Outcome("timeout")
+        except Exception as e:
+            outcome = _report_error(fn, arg, e)
         elapsed = _monotonic() - started
         if elapsed > timeout + LATE_GRACE:
             self._give_up(fn, elapsed)

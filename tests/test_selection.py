@@ -246,3 +246,20 @@ def test_a_forked_child_starts_its_own_watchdog(app: Flask) -> None:
         os.waitpid(pid, 0)
         pytest.fail("the child's selector was not stopped")
     assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+def test_alarm_runner_outside_an_app_context_pushes_one_for_the_call(app: Flask) -> None:
+    runner = selection.AlarmRunner(app, timeout=GENEROUS)
+
+    def probe(_: object) -> tuple[bool, bool, object]:
+        return flask.has_app_context(), flask.has_request_context(), flask.current_app.name
+
+    assert not flask.has_app_context()
+    assert runner.run(probe, None) == ("ok", (True, False, app.name))
+    assert not flask.has_app_context()
+    with app.test_request_context():  # the request's app context, the request hidden
+        flask.g.mark = "request"
+        assert runner.run(lambda _: (flask.has_request_context(), flask.g.mark), None) == (
+            "ok",
+            (False, "request"),
+        )
