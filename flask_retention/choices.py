@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Final, Literal
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 ENVIRONMENTS: Final = ("Sandbox", "Production")
 BILLING_PLAN_TYPES: Final = ("BILLED_UPFRONT", "MONTHLY")
@@ -14,9 +14,15 @@ BillingPlanType = Literal["BILLED_UPFRONT", "MONTHLY"]
 MessageRef = str | uuid.UUID
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RealtimeRequest:
-    """A verified ``Get Retention Message`` request, as the selector sees it."""
+    """A verified ``Get Retention Message`` request, as the selector sees it.
+
+    The endpoint makes its requests with :func:`lazy_request`: their
+    ``request_identifier`` and ``signed_date`` are parsed from ``raw`` on
+    first use (most selectors never read them), and are then the same values
+    as the constructor's.
+    """
 
     original_transaction_id: str
     app_apple_id: int
@@ -26,6 +32,50 @@ class RealtimeRequest:
     environment: str
     signed_date: datetime
     raw: dict[str, Any] = field(repr=False, compare=False)
+
+    if not TYPE_CHECKING:  # type checkers see the fields only, not any attribute
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only for an attribute the instance lacks: a lazy request's two.
+            if name == "request_identifier":
+                value = uuid.UUID(self.raw["requestIdentifier"])
+            elif name == "signed_date":
+                value = datetime.fromtimestamp(self.raw["signedDate"] / 1000, tz=UTC)
+            else:
+                raise AttributeError(
+                    f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self
+                )
+            object.__setattr__(self, name, value)
+            return value
+
+
+_new_object = object.__new__
+
+
+def lazy_request(
+    raw: dict[str, Any],
+    original_transaction_id: str,
+    app_apple_id: int,
+    product_id: str,
+    locale: str,
+    environment: str,
+) -> RealtimeRequest:
+    """A :class:`RealtimeRequest` whose ``request_identifier`` and ``signed_date`` come
+    from ``raw["requestIdentifier"]`` (a UUID string) and ``raw["signedDate"]``
+    (milliseconds since the epoch) when first read.
+
+    The caller has checked that both parse: the endpoint's verified payloads.
+    """
+    req = _new_object(RealtimeRequest)
+    req.__dict__.update(
+        original_transaction_id=original_transaction_id,
+        app_apple_id=app_apple_id,
+        product_id=product_id,
+        locale=locale,
+        environment=environment,
+        raw=raw,
+    )
+    return req
 
 
 def _check_tag(choice: object) -> None:

@@ -60,6 +60,7 @@ def decision_row(decision: Decision) -> dict[str, Any]:
     verification, goes to ``claimed_request_identifier``. Strings are cut to
     their column's length (Apple's values are far shorter).
     """
+    decision.complete()
     rejected = decision.status != 200
     rid = decision.request_identifier
     return {

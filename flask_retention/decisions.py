@@ -88,16 +88,34 @@ class Decision:
     latency_ms: float = 0.0
     started: float = field(default_factory=time.perf_counter, repr=False, compare=False)
     """``time.perf_counter()`` when the request arrived; ``latency_ms`` is measured from it."""
+    _request: RealtimeRequest | None = field(default=None, init=False, repr=False, compare=False)
 
     def note_request(self, req: RealtimeRequest) -> None:
-        """Copy the verified request's fields into the decision."""
-        self.request_identifier = req.request_identifier
+        """Copy the verified request's fields into the decision; its ``request_identifier``
+        and ``signed_date`` when the decision is completed (see :meth:`complete`)."""
         self.original_transaction_id = req.original_transaction_id
         self.app_apple_id = req.app_apple_id
         self.product_id = req.product_id
         self.locale = req.locale
         self.environment = req.environment
-        self.signed_date = req.signed_date
+        self._request = req
+
+    def complete(self) -> Decision:
+        """Copy the noted request's ``request_identifier`` and ``signed_date``, and return
+        the decision.
+
+        The endpoint's requests parse their UUID and date only when they are
+        read; a decision reads them here, off the request path: the decision
+        log's writer completes each decision before writing it, and the endpoint
+        completes it before sending :data:`retention_decided`, so that every
+        receiver sees it whole.
+        """
+        req = self._request
+        if req is not None:
+            self._request = None
+            self.request_identifier = req.request_identifier
+            self.signed_date = req.signed_date
+        return self
 
     def note_choice(self, choice: object) -> None:
         """Record the experiment and variant a choice is tagged with (even if the fallback

@@ -10,9 +10,9 @@ fallback, because Apple would show its default anyway.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -21,7 +21,7 @@ from flask import Flask, Response
 from marshmallow import fields, validate
 from werkzeug.wrappers import Request
 
-from .choices import RealtimeRequest
+from .choices import RealtimeRequest, lazy_request
 from .decision_log import DecisionLogWriter
 from .decisions import Decision, FallbackReason, retention_decided
 from .errors import ConfigurationError, VerificationError
@@ -88,6 +88,16 @@ class RealtimeRequestSchema(ma.Schema):
     signed_date = TimestampMs(required=True, data_key="signedDate")
 
 
+#: A UUID in its usual text form (any case): what Apple sends, and all that
+#: :func:`plain_request` takes; ``uuid.UUID`` parses it to the same value as the schema.
+_UUID_TEXT: Final = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+).fullmatch
+
+#: Milliseconds since the epoch up to the end of year 9999, the last a ``datetime`` holds.
+_LAST_MS: Final = 253_402_300_800_000
+
+
 def plain_request(payload: Any) -> RealtimeRequest | None:
     """The request of a payload in its plain form (every field present, of its exact JSON
     type, well-formed), or ``None``.
@@ -96,6 +106,8 @@ def plain_request(payload: Any) -> RealtimeRequest | None:
     fifth of the ES256 verification): it accepts only payloads the schema
     accepts, with the same result (a test holds it to that), and everything
     else goes through the schema, which refuses it or loads it and says why.
+    The request is a :func:`~flask_retention.choices.lazy_request`: its UUID
+    and date are checked here and parsed when first read.
     """
     try:
         otid = payload["originalTransactionId"]
@@ -107,7 +119,7 @@ def plain_request(payload: Any) -> RealtimeRequest | None:
         signed_ms = payload["signedDate"]
     except (KeyError, TypeError):
         return None
-    if not (
+    if (
         type(otid) is str
         and otid
         and type(app_apple_id) is int
@@ -116,18 +128,13 @@ def plain_request(payload: Any) -> RealtimeRequest | None:
         and type(locale) is str
         and locale
         and type(request_identifier) is str
+        and _UUID_TEXT(request_identifier)
         and type(environment) is str
         and type(signed_ms) is int
+        and 0 <= signed_ms < _LAST_MS
     ):
-        return None
-    try:
-        rid = uuid.UUID(request_identifier)
-        signed_date = datetime.fromtimestamp(signed_ms / 1000, tz=UTC)
-    except (ValueError, OverflowError, OSError):
-        return None
-    return RealtimeRequest(
-        otid, app_apple_id, product_id, locale, rid, environment, signed_date, payload
-    )
+        return lazy_request(payload, otid, app_apple_id, product_id, locale, environment)
+    return None
 
 
 def read_signed_payload(request: Request, max_content_length: int | None) -> str:
@@ -256,7 +263,9 @@ class RealtimeEndpoint:
                 f"environment {req.environment!r} is not accepted here "
                 f"(RETENTION_ENVIRONMENT: {', '.join(settings.environments)}).",
             )
-        signed = req.signed_date.timestamp()
+        # From the payload as signed (the schema has checked both): no date or UUID to parse.
+        raw = req.raw
+        signed = raw["signedDate"] / 1000
         if abs(now - signed) > settings.max_request_age:
             raise Rejected(
                 403,
@@ -265,7 +274,7 @@ class RealtimeEndpoint:
                 f"{'past' if signed < now else 'future'}; at most {settings.max_request_age} s "
                 "either way is accepted (RETENTION_MAX_REQUEST_AGE).",
             )
-        if not self.replays.first_time(req.request_identifier, signed, now):
+        if not self.replays.first_time(raw["requestIdentifier"], signed, now):
             raise Rejected(
                 403, "replayed", f"requestIdentifier {req.request_identifier} was answered before."
             )
@@ -330,9 +339,12 @@ class RealtimeEndpoint:
             response.headers["Allow"] = "POST"
         decision.status = status
         decision.latency_ms = (time.perf_counter() - decision.started) * 1000
+        receivers = bool(retention_decided.receivers)
+        if receivers:
+            decision.complete()  # else the log's writer completes it, off the request path
         if self.decision_log is not None:
             self.decision_log.record(decision)
-        if retention_decided.receivers:
+        if receivers:
             try:
                 retention_decided.send(self.app, decision=decision)
             except Exception:

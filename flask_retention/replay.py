@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections import deque
 
 logger = logging.getLogger("flask_retention")
@@ -34,21 +33,23 @@ class ReplayGuard:
         self.max_age = max_age
         self.max_entries = max_entries
         self._lock = threading.Lock()
-        # Keyed by the UUIDs' integers: uuid.UUID hashes in Python, an int in C.
-        self._expiry: dict[int, float] = {}
-        self._order: deque[tuple[float, int]] = deque()
+        self._expiry: dict[str, float] = {}
+        self._order: deque[tuple[float, str]] = deque()
         self._warned = False
 
     def __len__(self) -> int:
         return len(self._expiry)
 
-    def first_time(self, request_identifier: uuid.UUID, signed_at: float, now: float) -> bool:
+    def first_time(self, request_identifier: str, signed_at: float, now: float) -> bool:
         """Record the identifier; ``False`` when it was already recorded and has not expired.
 
-        ``signed_at`` and ``now`` are POSIX timestamps (seconds).
+        ``request_identifier`` is its text as signed: a replay is the same signed
+        request, so the same text (two spellings of one UUID can only come from two
+        requests that Apple signed, which the decision log's unique key tells
+        apart). ``signed_at`` and ``now`` are POSIX timestamps (seconds).
         """
         expires = signed_at + self.max_age
-        key = request_identifier.int
+        key = request_identifier
         with self._lock:
             order, expiry = self._order, self._expiry
             while order and order[0][0] <= now:

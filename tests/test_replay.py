@@ -12,22 +12,27 @@ from flask_retention.replay import ReplayGuard
 NOW = 1_800_000_000.0
 
 
+def new_id() -> str:
+    """A request identifier as the endpoint passes it: its text as signed."""
+    return str(uuid.uuid4())
+
+
 def test_first_time_then_replay() -> None:
     guard = ReplayGuard(300)
-    rid = uuid.uuid4()
+    rid = new_id()
     assert guard.first_time(rid, NOW, NOW)
     assert not guard.first_time(rid, NOW, NOW + 1)
 
 
 def test_different_identifiers_are_independent() -> None:
     guard = ReplayGuard(300)
-    assert guard.first_time(uuid.uuid4(), NOW, NOW)
-    assert guard.first_time(uuid.uuid4(), NOW, NOW)
+    assert guard.first_time(new_id(), NOW, NOW)
+    assert guard.first_time(new_id(), NOW, NOW)
 
 
 def test_identifier_is_remembered_until_its_signed_date_leaves_the_window() -> None:
     guard = ReplayGuard(300)
-    rid = uuid.uuid4()
+    rid = new_id()
     signed_in_future = NOW + 200
     assert guard.first_time(rid, signed_in_future, NOW)
     assert not guard.first_time(rid, signed_in_future, NOW + 499)
@@ -36,8 +41,8 @@ def test_identifier_is_remembered_until_its_signed_date_leaves_the_window() -> N
 def test_expired_entries_are_dropped() -> None:
     guard = ReplayGuard(300)
     for _ in range(10):
-        guard.first_time(uuid.uuid4(), NOW, NOW)
-    guard.first_time(uuid.uuid4(), NOW + 301, NOW + 301)
+        guard.first_time(new_id(), NOW, NOW)
+    guard.first_time(new_id(), NOW + 301, NOW + 301)
     assert len(guard) == 1
 
 
@@ -45,7 +50,7 @@ def test_size_is_capped_and_the_oldest_forgotten_with_one_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     guard = ReplayGuard(300, max_entries=3)
-    ids = [uuid.uuid4() for _ in range(5)]
+    ids = [new_id() for _ in range(5)]
     with caplog.at_level(logging.WARNING, logger="flask_retention"):
         for i, rid in enumerate(ids):
             assert guard.first_time(rid, NOW + i, NOW + i)
@@ -62,11 +67,11 @@ def test_needs_room_for_one() -> None:
 
 def test_out_of_order_expiries_never_count_an_expired_entry_and_are_dropped_later() -> None:
     guard = ReplayGuard(300)
-    late, early = uuid.uuid4(), uuid.uuid4()
+    late, early = new_id(), new_id()
     assert guard.first_time(late, NOW + 200, NOW)  # signed "in the future": expires NOW + 500
     assert guard.first_time(early, NOW - 200, NOW)  # arrived after it, expires NOW + 100
     # Past its expiry, early is not a replay, though it still waits behind late for removal.
     assert guard.first_time(early, NOW + 150, NOW + 150)
     assert not guard.first_time(late, NOW + 200, NOW + 150)
-    guard.first_time(uuid.uuid4(), NOW + 600, NOW + 600)  # everything earlier has expired
+    guard.first_time(new_id(), NOW + 600, NOW + 600)  # everything earlier has expired
     assert len(guard) == 1
