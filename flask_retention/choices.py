@@ -78,9 +78,8 @@ def lazy_request(
     return req
 
 
-def _check_tag(choice: object) -> None:
-    experiment, variant = getattr(choice, "experiment", None), getattr(choice, "variant", None)
-    if experiment is None and variant is None:  # the usual choice, made on the request path
+def _check_tag(experiment: object, variant: object) -> None:
+    if experiment is None and variant is None:
         return
     if (experiment is None) != (variant is None) or not all(
         v is None or (isinstance(v, str) and v) for v in (experiment, variant)
@@ -98,6 +97,16 @@ def _check_message(message: object) -> None:
         )
 
 
+def _check_choice(choice: Message | SwitchPlan | PromotionalOffer) -> None:
+    """The checks every choice with a message makes; the usual one (a message UUID, no
+    experiment) costs two comparisons, since selectors build one per request."""
+    message = choice.message
+    if type(message) is not uuid.UUID:
+        _check_message(message)
+    if choice.experiment is not None or choice.variant is not None:
+        _check_tag(choice.experiment, choice.variant)
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """Show a text message (with its image and bullet points, if it has them)."""
@@ -109,8 +118,7 @@ class Message:
     the decision records."""
 
     def __post_init__(self) -> None:
-        _check_message(self.message)
-        _check_tag(self)
+        _check_choice(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +134,7 @@ class SwitchPlan:
     the decision records."""
 
     def __post_init__(self) -> None:
-        _check_message(self.message)
-        _check_tag(self)
+        _check_choice(self)
         if not isinstance(self.product_id, str) or not self.product_id:
             raise TypeError("SwitchPlan needs the product_id of the plan to suggest")
         if self.billing_plan_type is not None and self.billing_plan_type not in BILLING_PLAN_TYPES:
@@ -156,8 +163,7 @@ class PromotionalOffer:
     the decision records."""
 
     def __post_init__(self) -> None:
-        _check_message(self.message)
-        _check_tag(self)
+        _check_choice(self)
         if (self.offer_id is None) == (self.signature_v2 is None):
             raise TypeError("PromotionalOffer needs exactly one of offer_id or signature_v2")
         if self.signature_v2 is not None and self.product_id is not None:
@@ -175,7 +181,7 @@ class NoChoice:
     the decision records."""
 
     def __post_init__(self) -> None:
-        _check_tag(self)
+        _check_tag(self.experiment, self.variant)
 
 
 Choice = Message | SwitchPlan | PromotionalOffer | NoChoice

@@ -48,9 +48,8 @@ from typing import Any, Final, Literal, NamedTuple
 
 from flask import Flask
 from flask.ctx import AppContext
-from flask.globals import app_ctx
 
-try:  # the variable behind flask.current_app (Flask >= 2.2); pushing again works without it
+try:  # the variable behind flask.current_app (Flask >= 2.2); without it, a fresh app context
     from flask.globals import _cv_app
 except ImportError:  # pragma: no cover - a Flask that renamed it
     _cv_app = None  # type: ignore[assignment]
@@ -274,22 +273,21 @@ class AlarmRunner:
         # The request's own app context is set there (the same g, torn down with the
         # request): cheaper than pushing it again, which would send Flask's signals.
         context = contextvars.Context()
-        try:
-            current: AppContext | None = app_ctx._get_current_object()  # type: ignore[attr-defined]
-        except RuntimeError:  # called outside any app context
-            current = None
-        if current is not None and current.app is self.app and _cv_app is not None:
-            context.run(_cv_app.set, current)
-            return context.run(self._run, fn, arg)
+        current = None if _cv_app is None else _cv_app.get(None)
+        if current is not None and current.app is self.app:
+            return context.run(self._run, fn, arg, current)
         fresh = self.app.app_context()
         context.run(fresh.push)  # pushed before the call is watched, popped after it
         try:
-            return context.run(self._run, fn, arg)
+            return context.run(self._run, fn, arg, None)
         finally:
             context.run(fresh.pop)
 
-    def _run(self, fn: Callable[[Any], Any], arg: Any) -> Outcome:
+    def _run(self, fn: Callable[[Any], Any], arg: Any, app_context: AppContext | None) -> Outcome:
+        """``fn(arg)`` watched, in the selector's own context (``app_context`` set there)."""
         global _current, _calls
+        if app_context is not None:
+            _cv_app.set(app_context)
         timeout = self.timeout
         started = _monotonic()
         try:

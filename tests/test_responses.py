@@ -6,6 +6,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import jwt
@@ -318,3 +319,42 @@ def test_no_choice_resolves_to_the_fallback() -> None:
     assert answer.body == {"message": {"messageIdentifier": str(default.uuid)}}
     assert answer.fallback_reason == "no_choice"
     assert resolve(NoChoice(), realtime_request(), EmptyLookup(), None).body == {}
+
+
+CHOICE_KINDS: list[Callable[..., object]] = [
+    lambda message, **tags: Message(message, **tags),
+    lambda message, **tags: SwitchPlan(message, "com.example.yearly", **tags),
+    lambda message, **tags: PromotionalOffer(message, "OFFER", **tags),
+]
+
+
+@pytest.mark.parametrize("make", CHOICE_KINDS)
+@pytest.mark.parametrize("message", [None, "", "   ", 3, b"name"])
+def test_every_choice_refuses_a_message_that_is_no_name_or_uuid(
+    make: Callable[..., object], message: object
+) -> None:
+    with pytest.raises(TypeError, match="catalogue name or a message UUID"):
+        make(message)
+
+
+@pytest.mark.parametrize("make", CHOICE_KINDS)
+@pytest.mark.parametrize(
+    "tags", [{"experiment": "copy"}, {"variant": "a"}, {"experiment": "", "variant": "a"}]
+)
+def test_every_choice_needs_both_tags_or_neither(
+    make: Callable[..., object], tags: dict[str, str]
+) -> None:
+    with pytest.raises(TypeError, match="go together"):
+        make("name", **tags)
+
+
+@pytest.mark.parametrize("make", CHOICE_KINDS)
+def test_every_choice_takes_a_name_a_uuid_and_a_uuid_subclass(
+    make: Callable[..., object],
+) -> None:
+    class OwnUUID(uuid.UUID):
+        pass
+
+    for message in ("name", MID, OwnUUID(int=MID.int)):
+        assert make(message, experiment="copy", variant="a") is not None
+        assert make(message) is not None
