@@ -26,13 +26,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, current_app, request
-from werkzeug.exceptions import HTTPException, default_exceptions
+from flask import Flask, Response, current_app, request
+from werkzeug.exceptions import HTTPException
 
 from .errors import ConfigurationError, RetentionError, VerificationError
 from .models import Notification
 from .realtime import Rejected, read_signed_payload
-from .views import route_every_method
+from .views import register_json_blueprint
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -475,9 +475,6 @@ def register_notifications(app: Flask, state: RetentionState) -> None:
     if rule is None:
         return
     check_settings(state.settings)
-    blueprint = Blueprint(BLUEPRINT_NAME, __name__)
-    for code in default_exceptions:
-        blueprint.register_error_handler(code, _http_error)
-    blueprint.register_error_handler(Exception, _unexpected)
-    app.register_blueprint(blueprint)
-    route_every_method(app, rule, f"{BLUEPRINT_NAME}.notifications", notifications)
+    register_json_blueprint(
+        app, BLUEPRINT_NAME, rule, notifications, http_error=_http_error, unexpected=_unexpected
+    )

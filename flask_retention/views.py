@@ -77,18 +77,33 @@ def _unexpected(e: Exception) -> Response:
     return current_endpoint().reject(Decision(received_at=datetime.now(UTC)), rejected)
 
 
-def route_every_method(app: Flask, rule: str, endpoint: str, view: Callable[[], Response]) -> None:
-    """Route every method at ``rule`` to ``view`` as ``endpoint``, so that the view answers a
-    wrong one (``GET``, ``PROPFIND``, any other token) with its own JSON ``405``.
+def register_json_blueprint(
+    app: Flask,
+    name: str,
+    rule: str,
+    view: Callable[[], Response],
+    *,
+    http_error: Callable[[HTTPException], Response],
+    unexpected: Callable[[Exception], Response],
+) -> None:
+    """Register blueprint ``name`` with one view at ``rule`` for every method, whose errors
+    are answered by ``http_error`` (HTTP errors) and ``unexpected`` (anything else).
 
     Flask's ``add_url_rule`` lists the methods a rule accepts, and for any other
     method Werkzeug's routing raises its 405 before a blueprint is known, where
-    only the host's handlers see it. A Werkzeug rule without methods matches
-    them all, and costs nothing on the host's other requests (an app-wide
-    ``before_request`` hook would run on each of them). ``endpoint`` is the
-    blueprint's name, a dot, and the view's, so that the blueprint's error
-    handlers apply.
+    only the host's handlers see it. The rule is a Werkzeug rule without
+    methods instead, which matches them all, so that the view answers a wrong
+    one (``GET``, ``PROPFIND``, any other token) with its own JSON ``405``; it
+    costs nothing on the host's other requests (an app-wide ``before_request``
+    hook would run on each of them). The rule's endpoint is ``name``, a dot and
+    the view's name, so that the blueprint's error handlers apply.
     """
+    blueprint = Blueprint(name, __name__)
+    for code in default_exceptions:
+        blueprint.register_error_handler(code, http_error)
+    blueprint.register_error_handler(Exception, unexpected)
+    app.register_blueprint(blueprint)
+    endpoint = f"{name}.{view.__name__}"
     app.url_map.add(app.url_rule_class(rule, endpoint=endpoint, methods=None))
     app.view_functions[endpoint] = view
 
@@ -100,13 +115,10 @@ def register_endpoint(app: Flask, state: RetentionState) -> None:
         return
     endpoint = state.endpoint = RealtimeEndpoint(app, state)
 
-    def view() -> Response:
+    def realtime() -> Response:
         """The view: :func:`answer_request` with this app's endpoint at hand."""
         return answer_request(endpoint, request._get_current_object())  # type: ignore[attr-defined]
 
-    blueprint = Blueprint(BLUEPRINT_NAME, __name__)
-    for code in default_exceptions:
-        blueprint.register_error_handler(code, _http_error)
-    blueprint.register_error_handler(Exception, _unexpected)
-    app.register_blueprint(blueprint)
-    route_every_method(app, rule, f"{BLUEPRINT_NAME}.realtime", view)
+    register_json_blueprint(
+        app, BLUEPRINT_NAME, rule, realtime, http_error=_http_error, unexpected=_unexpected
+    )
