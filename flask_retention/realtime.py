@@ -29,6 +29,7 @@ from .jsontext import dumps_compact, loads_body
 from .replay import ReplayGuard
 from .responses import Answer, OfferSigner, Unsendable, fallback, resolve
 from .selection import AlarmRunner, SelectorPool
+from .verification import YEAR_9999_MS, JWSVerifier
 
 if TYPE_CHECKING:
     from .extension import RetentionState
@@ -94,9 +95,6 @@ _UUID_TEXT: Final = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 ).fullmatch
 
-#: Milliseconds since the epoch up to the end of year 9999, the last a ``datetime`` holds.
-_LAST_MS: Final = 253_402_300_800_000
-
 
 def plain_request(payload: Any) -> RealtimeRequest | None:
     """The request of a payload in its plain form (every field present, of its exact JSON
@@ -131,7 +129,7 @@ def plain_request(payload: Any) -> RealtimeRequest | None:
         and _UUID_TEXT(request_identifier)
         and type(environment) is str
         and type(signed_ms) is int
-        and 0 <= signed_ms < _LAST_MS
+        and 0 <= signed_ms < YEAR_9999_MS  # the verifier's bound, within datetime's
     ):
         return lazy_request(payload, otid, app_apple_id, product_id, locale, environment)
     return None
@@ -191,8 +189,6 @@ class RealtimeEndpoint:
     """Per-app parts of the endpoint: verifier, replay guard, selector pool, offer signer."""
 
     def __init__(self, app: Flask, state: RetentionState) -> None:
-        from .verification import JWSVerifier
-
         settings = state.settings
         self.app = app
         self.state = state
@@ -371,7 +367,6 @@ class RealtimeEndpoint:
         """Trust the dev CA's root besides ``RETENTION_ROOT_CERTIFICATES``; until it exists,
         log how to make it (once) and verify without it."""
         from .devca import dev_ca_folder, dev_ca_root
-        from .verification import JWSVerifier
 
         with self._log_lock:
             if not self._dev_ca_pending:

@@ -68,7 +68,8 @@ _CANONICAL_LAST: Final = "AQgw"
 #: base64url to base64 for binascii; "+", "/" and "=" become "!", which strict decoding refuses.
 _URLSAFE_TO_STANDARD: Final = bytes.maketrans(b"-_+/=", b"+/!!!")
 _PADDING: Final = (b"", b"", b"==", b"=")
-_YEAR_9999_MS: Final = 253_370_764_800_000
+#: The first millisecond of year 9999: a ``signedDate`` must be below it (and not negative).
+YEAR_9999_MS: Final = 253_370_764_800_000
 _CERT_ERRORS: Final = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
@@ -157,7 +158,7 @@ def _check_signature(
 
 def _signed_date_ms(payload: dict[str, Any]) -> int:
     value = payload.get("signedDate")
-    if type(value) is int and 0 <= value < _YEAR_9999_MS:  # the usual case, checked first
+    if type(value) is int and 0 <= value < YEAR_9999_MS:  # the usual case, checked first
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise VerificationError(
@@ -166,7 +167,7 @@ def _signed_date_ms(payload: dict[str, Any]) -> int:
     if isinstance(value, float) and not math.isfinite(value):
         raise VerificationError("malformed", "the payload's signedDate is not a finite number")
     ms = int(value)
-    if not 0 <= ms < _YEAR_9999_MS:
+    if not 0 <= ms < YEAR_9999_MS:
         raise VerificationError("malformed", "the payload's signedDate is out of range")
     return ms
 

@@ -321,7 +321,9 @@ def test_no_choice_resolves_to_the_fallback() -> None:
     assert resolve(NoChoice(), realtime_request(), EmptyLookup(), None).body == {}
 
 
-CHOICE_KINDS: list[Callable[..., object]] = [
+MessageChoice = Message | SwitchPlan | PromotionalOffer
+
+CHOICE_KINDS: list[Callable[..., MessageChoice]] = [
     lambda message, **tags: Message(message, **tags),
     lambda message, **tags: SwitchPlan(message, "com.example.yearly", **tags),
     lambda message, **tags: PromotionalOffer(message, "OFFER", **tags),
@@ -350,11 +352,12 @@ def test_every_choice_needs_both_tags_or_neither(
 
 @pytest.mark.parametrize("make", CHOICE_KINDS)
 def test_every_choice_takes_a_name_a_uuid_and_a_uuid_subclass(
-    make: Callable[..., object],
+    make: Callable[..., MessageChoice],
 ) -> None:
     class OwnUUID(uuid.UUID):
         pass
 
     for message in ("name", MID, OwnUUID(int=MID.int)):
-        assert make(message, experiment="copy", variant="a") is not None
-        assert make(message) is not None
+        tagged = make(message, experiment="copy", variant="a")
+        assert (tagged.message, tagged.experiment, tagged.variant) == (message, "copy", "a")
+        assert make(message).message is message

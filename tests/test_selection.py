@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -213,17 +214,29 @@ def test_watchdog_parks_when_idle_and_a_call_wakes_it(
     assert runner.run(lambda x: x, "after") == ("ok", "after")
 
 
-def test_watchdog_signals_only_the_call_that_overran(app: Flask) -> None:
+def test_calls_that_end_in_time_are_never_interrupted(app: Flask) -> None:
     runner = selection.AlarmRunner(app, timeout=SHORT)
-    # Many calls that end in time, back to back, across the watchdog's polls: none is
-    # interrupted by a signal meant for an earlier one.
-    deadline = time.monotonic() + 4 * SHORT
-    calls = 0
-    while time.monotonic() < deadline:
-        outcome = runner.run(lambda _: time.sleep(SHORT / 10) or "done", None)
-        assert outcome == ("ok", "done")
-        calls += 1
-    assert calls > 20
+    # Back to back, across several of the watchdog's polls and deadlines.
+    for _ in range(40):
+        assert runner.run(lambda _: time.sleep(SHORT / 10) or "done", None) == ("ok", "done")
+
+
+def test_a_signal_meant_for_an_earlier_call_does_not_stop_the_running_one(app: Flask) -> None:
+    runner = selection.AlarmRunner(app, timeout=GENEROUS)
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def signalled(meant_for_this_call: bool) -> str:
+        current = selection._current
+        assert current is not None
+        # As the watchdog does: name the call to stop, then signal the main thread.
+        selection._interrupting = current[1] if meant_for_this_call else current[1] - 1
+        signal.pthread_kill(main, signal.SIGALRM)
+        time.sleep(0.01)  # the handler runs here
+        return "finished"
+
+    assert runner.run(signalled, False) == ("ok", "finished")
+    assert runner.run(signalled, True) == ("timeout", None)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
