@@ -5,9 +5,10 @@ with a :class:`~flask_retention.VerificationError` whose ``reason`` says what
 failed:
 
 1. the token is three base64url parts, the header a JSON object (``malformed``);
-2. ``alg`` is ``ES256``, before anything else of the header is used (``bad_alg``);
+2. ``alg`` is ``ES256``, before anything else of the header is used (``bad_alg``),
+   and the header has an ``x5c`` list (``bad_chain``);
 3. the payload is a JSON object with a ``signedDate`` in milliseconds (``malformed``);
-4. ``x5c`` holds exactly three certificates, the leaf is not a CA and the
+4. ``x5c`` holds exactly three DER certificates (``bad_chain``), the leaf is not a CA and the
    intermediate is (``bad_chain``), they carry Apple's OIDs (``missing_oid``),
    each is valid at the payload's ``signedDate`` (``expired``), and the leaf
    chains through the intermediate to one of the *configured* roots, never to
@@ -32,11 +33,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import itertools
+import json
 import math
 import os
 import re
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -48,11 +48,12 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import verification as x509v
 
 from .config import load_root_certificates
 from .errors import VerificationError
-from .jsontext import loads_text
+from .per_process import process_lock
 
 __all__ = ["INTERMEDIATE_OID", "LEAF_OID", "CacheInfo", "JWSVerifier"]
 
@@ -65,9 +66,6 @@ _B64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 _ECDSA_SHA256: Final = ec.ECDSA(hashes.SHA256())
 #: The base64url characters whose 4 low bits are 0: the only canonical last of 86 characters.
 _CANONICAL_LAST: Final = "AQgw"
-#: base64url to base64 for binascii; "+", "/" and "=" become "!", which strict decoding refuses.
-_URLSAFE_TO_STANDARD: Final = bytes.maketrans(b"-_+/=", b"+/!!!")
-_PADDING: Final = (b"", b"", b"==", b"=")
 #: The first millisecond of year 9999: a ``signedDate`` must be below it (and not negative).
 YEAR_9999_MS: Final = 253_370_764_800_000
 _CERT_ERRORS: Final = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
@@ -92,51 +90,36 @@ class _Chain:
     expires_at: float
 
 
-def _b64url(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-
-
-def _der_signature(raw: bytes) -> bytes:
-    """The DER ``ECDSA-Sig-Value`` of a 64-byte ``r || s``, as ``encode_dss_signature`` builds it.
-
-    Each integer drops its leading zero bytes and gets one ``00`` back when its
-    first byte has the high bit set (or it is zero); both fit short-form lengths.
-    """
-    r = raw[:32].lstrip(b"\0")
-    s = raw[32:].lstrip(b"\0")
-    if not r or r[0] & 0x80:
-        r = b"\0" + r
-    if not s or s[0] & 0x80:
-        s = b"\0" + s
-    return b"0%c\x02%c%b\x02%c%b" % (len(r) + len(s) + 4, len(r), r, len(s), s)
-
-
-def _strict_b64url(part: bytes) -> bytes:
-    """Decode unpadded base64url in one C call; ``binascii.Error`` if ``part`` is anything else.
-
-    It accepts exactly what ``_B64URL`` matches and ``_b64url`` decodes, with the same result.
-    """
-    return binascii.a2b_base64(
-        part.translate(_URLSAFE_TO_STANDARD) + _PADDING[len(part) % 4], strict_mode=True
-    )
+def _b64url(part: str, what: str) -> bytes:
+    """Decode unpadded base64url; ``malformed`` for anything else."""
+    if _B64URL.fullmatch(part) is None:
+        raise VerificationError("malformed", f"the JWS {what} is not base64url")
+    try:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except binascii.Error:
+        raise VerificationError("malformed", f"the JWS {what} is not base64url") from None
 
 
 def _json_object(part: str, what: str) -> dict[str, Any]:
+    """The JSON object that ``part`` encodes in base64url UTF-8 (RFC 7515)."""
+    raw = _b64url(part, what)
     try:
-        raw = _b64url(part)
-    except binascii.Error:
-        raise VerificationError("malformed", f"the JWS {what} is not base64url JSON") from None
-    return _parsed_object(raw, what)
-
-
-def _parsed_object(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = loads_text(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):
         raise VerificationError("malformed", f"the JWS {what} is not base64url JSON") from None
     if not isinstance(value, dict):
         raise VerificationError("malformed", f"the JWS {what} is not a JSON object")
     return value
+
+
+def _x5c(header: dict[str, Any]) -> tuple[str, ...]:
+    """The header's ``x5c``: a non-empty list of strings, or ``bad_chain``."""
+    x5c = header.get("x5c")
+    if not isinstance(x5c, list) or not x5c or not all(isinstance(c, str) and c for c in x5c):
+        raise VerificationError(
+            "bad_chain", "the JWS header has no x5c list of base64 certificates"
+        )
+    return tuple(x5c)
 
 
 def _check_signature(
@@ -148,8 +131,9 @@ def _check_signature(
         raise VerificationError(
             "bad_signature", "the JWS signature is not a 64-byte ES256 signature"
         )
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
     try:
-        public_key.verify(_der_signature(signature), signing_input, _ECDSA_SHA256)
+        public_key.verify(encode_dss_signature(r, s), signing_input, _ECDSA_SHA256)
     except InvalidSignature:
         raise VerificationError(
             "bad_signature", "the JWS signature does not verify with the leaf's key"
@@ -158,8 +142,6 @@ def _check_signature(
 
 def _signed_date_ms(payload: dict[str, Any]) -> int:
     value = payload.get("signedDate")
-    if type(value) is int and 0 <= value < YEAR_9999_MS:  # the usual case, checked first
-        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise VerificationError(
             "malformed", "the payload has no signedDate (milliseconds since the epoch)"
@@ -293,86 +275,17 @@ class JWSVerifier:
         self._store = x509v.Store(list(loaded))
         self._ca_policy, self._ee_policy = _extension_policies()
         self._cache: OrderedDict[tuple[str, ...], _Chain] = OrderedDict()
-        self._headers: dict[str, tuple[str, ...]] = {}
-        # The last header seen: App Store tokens repeat one header (alg + x5c, ~2.5 kB) for
-        # weeks, and comparing it costs a memcmp where a dict lookup hashes it anew.
-        self._last_header: tuple[str, tuple[str, ...]] | None = None
-        # The entry last moved to the end of _cache (so never the one evicted), set under the
-        # lock and read without it: a hit on it costs no lock. Such hits are counted by
-        # next(), atomic under the GIL; cache_info reads the count with next() too and
-        # subtracts its own reads.
-        self._last_chain: tuple[tuple[str, ...], _Chain] | None = None
-        self._lock_free_hits = itertools.count()
-        self._lock_free_reads = 0
         self._hits = self._misses = 0
-        self._lock = threading.Lock()
+        self._lock = process_lock()
 
     def verify(self, token: str) -> dict[str, Any]:
         """Return the payload of ``token`` once verified; raise ``VerificationError``."""
-        last = self._last_header
-        if last is not None and isinstance(token, str) and token.startswith(last[0]):
-            # The usual token: the last header again. Strict decoding of the other two parts
-            # stands for the split and the base64url checks of _verify_parts; whatever it
-            # refuses goes that long way, which finds the precise error in the precise order.
-            end = len(last[0])
-            dot = token.find(".", end + 1)
-            if token[end : end + 1] == "." and dot > end + 1:
-                try:
-                    raw = token.encode("ascii")
-                    payload_raw = _strict_b64url(raw[end + 1 : dot])
-                    signature = _strict_b64url(raw[dot + 1 :])
-                except ValueError:
-                    pass
-                else:
-                    payload = _parsed_object(payload_raw, "payload")
-                    public_key = self._chain_key(last[1], _signed_date_ms(payload))
-                    _check_signature(public_key, signature, token[-1], raw[:dot])
-                    return payload
-        return self._verify_parts(token)
-
-    def _verify_parts(self, token: str) -> dict[str, Any]:
         parts = token.split(".") if isinstance(token, str) else ()
         if len(parts) != 3 or not parts[0] or not parts[1]:
             raise VerificationError(
                 "malformed", "the JWS is not three base64url parts separated by dots"
             )
         header_part, payload_part, signature_part = parts
-        last = self._last_header
-        if last is not None and last[0] == header_part:
-            x5c = last[1]
-        else:
-            x5c = self._header_x5c(header_part)
-        if _B64URL.fullmatch(payload_part) is None or _B64URL.fullmatch(signature_part) is None:
-            raise VerificationError("malformed", "the JWS payload or signature is not base64url")
-        payload = _json_object(payload_part, "payload")
-        public_key = self._chain_key(x5c, _signed_date_ms(payload))
-
-        try:
-            signature = _b64url(signature_part)
-        except binascii.Error:
-            raise VerificationError("malformed", "the JWS signature is not base64url") from None
-        _check_signature(
-            public_key,
-            signature,
-            signature_part[-1:],
-            f"{header_part}.{payload_part}".encode("ascii"),
-        )
-        return payload
-
-    def _header_x5c(self, header_part: str) -> tuple[str, ...]:
-        """The ``x5c`` of a header: remembered, or read and checked now."""
-        with self._lock:
-            x5c = self._headers.get(header_part)
-        if x5c is None:
-            x5c = self._read_header(header_part)
-        if self.cache_size:
-            self._last_header = (header_part, x5c)
-        return x5c
-
-    def _read_header(self, header_part: str) -> tuple[str, ...]:
-        """Check a header not seen before; return its ``x5c`` and remember the header."""
-        if _B64URL.fullmatch(header_part) is None:
-            raise VerificationError("malformed", "the JWS header is not base64url")
         header = _json_object(header_part, "header")
         alg = header.get("alg")
         if alg != "ES256":
@@ -381,52 +294,48 @@ class JWSVerifier:
             raise VerificationError(
                 "malformed", "the JWS header has critical extensions ('crit') not understood"
             )
-        x5c = header.get("x5c")
-        if not isinstance(x5c, list) or not x5c or not all(isinstance(c, str) and c for c in x5c):
-            raise VerificationError(
-                "malformed", "the JWS header has no x5c list of base64 certificates"
-            )
-        chain = tuple(x5c)
-        if self.cache_size:
-            with self._lock:
-                self._headers[header_part] = chain
-                while len(self._headers) > self.cache_size:
-                    del self._headers[next(iter(self._headers))]
-        return chain
+        x5c = _x5c(header)
+        payload = _json_object(payload_part, "payload")
+        signed_ms = _signed_date_ms(payload)
+        signature = _b64url(signature_part, "signature")
+        public_key = self._chain_key(x5c, signed_ms)
+        _check_signature(
+            public_key,
+            signature,
+            signature_part[-1:],
+            f"{header_part}.{payload_part}".encode("ascii"),
+        )
+        return payload
 
     def clear_cache(self) -> None:
         """Forget every verified chain."""
-        with self._lock:
+        with self._lock.get():
             self._cache.clear()
-            self._headers.clear()
-            self._last_header = None
-            self._last_chain = None
 
     def cache_info(self) -> CacheInfo:
         """Chain cache statistics, like ``functools.lru_cache``'s."""
-        with self._lock:
-            lock_free_hits = next(self._lock_free_hits) - self._lock_free_reads
-            self._lock_free_reads += 1
-            return CacheInfo(
-                self._hits + lock_free_hits, self._misses, self.cache_size, len(self._cache)
-            )
+        with self._lock.get():
+            return CacheInfo(self._hits, self._misses, self.cache_size, len(self._cache))
 
     def _chain_key(self, x5c: tuple[str, ...], signed_ms: int) -> ec.EllipticCurvePublicKey:
         """The leaf's key of a chain valid at ``signed_ms``, from the cache when possible."""
         now = time.monotonic()
-        last = self._last_chain
-        if last is not None and last[0] == x5c and last[1].expires_at > now:
-            chain: _Chain | None = last[1]
-            next(self._lock_free_hits)
-        else:
-            chain = self._cached_chain(x5c, now)
+        with self._lock.get():
+            chain = self._cache.get(x5c)
+            if chain is not None and chain.expires_at <= now:
+                del self._cache[x5c]
+                chain = None
+            if chain is None:
+                self._misses += 1
+            else:
+                self._hits += 1
+                self._cache.move_to_end(x5c)
         if chain is None:
             chain = self._verify_chain(x5c, signed_ms, now)
             if self.cache_size:
-                with self._lock:
+                with self._lock.get():
                     self._cache[x5c] = chain
                     self._cache.move_to_end(x5c)
-                    self._last_chain = (x5c, chain)
                     while len(self._cache) > self.cache_size:
                         self._cache.popitem(last=False)
         elif not chain.not_before_ms <= signed_ms <= chain.not_after_ms:
@@ -434,23 +343,6 @@ class JWSVerifier:
                 "expired", "a certificate of the chain is not valid at the payload's signedDate"
             )
         return chain.public_key
-
-    def _cached_chain(self, x5c: tuple[str, ...], now: float) -> _Chain | None:
-        """The cached chain ``x5c`` unless expired, counted as a hit or a miss."""
-        with self._lock:
-            chain = self._cache.get(x5c)
-            if chain is not None:
-                if chain.expires_at > now:
-                    self._cache.move_to_end(x5c)
-                    self._last_chain = (x5c, chain)
-                else:
-                    del self._cache[x5c]
-                    chain = None
-            if chain is None:
-                self._misses += 1
-            else:
-                self._hits += 1
-        return chain
 
     def _verify_chain(self, x5c: tuple[str, ...], signed_ms: int, now: float) -> _Chain:
         if len(x5c) != 3:
@@ -471,7 +363,7 @@ class JWSVerifier:
             leaf_key = leaf.public_key()
         except (*_CERT_ERRORS, binascii.Error):
             raise VerificationError(
-                "malformed", "an x5c entry is not a base64 DER X.509 certificate"
+                "bad_chain", "an x5c entry is not a base64 DER X.509 certificate"
             ) from None
         if leaf_is_ca:
             raise VerificationError("bad_chain", f"the leaf {_name(leaf)!r} is a CA certificate")

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
-    encode_dss_signature,
 )
 from cryptography.x509.oid import NameOID
 
@@ -32,8 +30,6 @@ from flask_retention.verification import (
     INTERMEDIATE_OID,
     LEAF_OID,
     JWSVerifier,
-    _der_signature,
-    _parsed_object,
     _signed_date_ms,
 )
 
@@ -358,10 +354,10 @@ def test_apples_python_test_notification_verifies() -> None:
     assert payload["data"]["bundleId"] == "com.example"
 
 
-def test_apples_python_test_without_x5c_is_malformed() -> None:
+def test_apples_python_test_without_x5c_is_a_bad_chain() -> None:
     token = read_token(PKI + "python-missingX5CHeaderClaim.jws")
 
-    assert reason_of(apple_test_verifier(), token) == "malformed"
+    assert reason_of(apple_test_verifier(), token) == "bad_chain"
 
 
 def test_a_signer_over_apples_test_pki_signs_what_the_verifier_accepts() -> None:
@@ -637,6 +633,22 @@ MALFORMED: list[tuple[str, Callable[[AppStoreSigner], Any]]] = [
         "payload deeply nested",
         lambda s: f"{good_parts(s)[0]}.{b64url(NESTED_OBJECT)}.AA",
     ),
+    ("crit header", lambda s: s.sign(s.realtime_payload(), header={"crit": ["b64"], "b64": False})),
+    ("payload not JSON", lambda s: f"{good_parts(s)[0]}.{b64url(b'nope')}.{good_parts(s)[2]}"),
+    ("payload a list", lambda s: f"{good_parts(s)[0]}.{b64json([1])}.{good_parts(s)[2]}"),
+    ("payload not base64url", lambda s: f"{good_parts(s)[0]}.e30=.{good_parts(s)[2]}"),
+    ("signature not base64url", lambda s: ".".join([*good_parts(s)[:2], "abc+def/"])),
+]
+
+
+@pytest.mark.parametrize(("case", "make"), MALFORMED, ids=[case for case, _ in MALFORMED])
+def test_malformed_input_is_refused_as_malformed(
+    signer: AppStoreSigner, verifier: JWSVerifier, case: str, make: Callable[[AppStoreSigner], Any]
+) -> None:
+    assert reason_of(verifier, make(signer)) == "malformed"
+
+
+BAD_X5C: list[tuple[str, Callable[[AppStoreSigner], str]]] = [
     (
         "x5c missing",
         lambda s: s.sign_broken("missing_x5c", s.realtime_payload()),
@@ -666,19 +678,15 @@ MALFORMED: list[tuple[str, Callable[[AppStoreSigner], Any]]] = [
         "x5c root not DER",
         lambda s: s.sign(s.realtime_payload(), header={"x5c": [*s.x5c[:2], "AAAA"]}),
     ),
-    ("crit header", lambda s: s.sign(s.realtime_payload(), header={"crit": ["b64"], "b64": False})),
-    ("payload not JSON", lambda s: f"{good_parts(s)[0]}.{b64url(b'nope')}.{good_parts(s)[2]}"),
-    ("payload a list", lambda s: f"{good_parts(s)[0]}.{b64json([1])}.{good_parts(s)[2]}"),
-    ("payload not base64url", lambda s: f"{good_parts(s)[0]}.e30=.{good_parts(s)[2]}"),
-    ("signature not base64url", lambda s: ".".join([*good_parts(s)[:2], "abc+def/"])),
 ]
 
 
-@pytest.mark.parametrize(("case", "make"), MALFORMED, ids=[case for case, _ in MALFORMED])
-def test_malformed_input_is_refused_as_malformed(
+@pytest.mark.parametrize(("case", "make"), BAD_X5C, ids=[case for case, _ in BAD_X5C])
+def test_a_missing_or_unreadable_x5c_is_a_bad_chain(
     signer: AppStoreSigner, verifier: JWSVerifier, case: str, make: Callable[[AppStoreSigner], Any]
 ) -> None:
-    assert reason_of(verifier, make(signer)) == "malformed"
+    """DESIGN.md: an x5c chain that fails is a 401, whatever is wrong with it."""
+    assert reason_of(verifier, make(signer)) == "bad_chain"
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
@@ -744,136 +752,6 @@ def test_signatures_ending_in_each_canonical_character_verify(
             break
 
     assert endings == {"A", "Q", "g", "w"}
-
-
-def outcome(verifier: JWSVerifier, token: Any) -> tuple[str, Any]:
-    try:
-        return "verified", verifier.verify(token)
-    except VerificationError as e:
-        return e.reason, e.message
-
-
-def variants_of(token: str) -> list[Any]:
-    """The token broken in every way its payload and signature parts can be, and some more."""
-    header, payload, signature = token.split(".")
-    others = [chr(c) for c in range(128) if chr(c) not in B64URL] + ["é", "\u0660", "\uff21"]
-    mid_p, mid_s = len(payload) // 2, len(signature) // 2
-    tokens: list[Any] = [
-        token,
-        token.encode(),
-        None,
-        header,
-        f"{header}.",
-        f"{header}..{signature}",
-    ]
-    for c in others:
-        tokens += [
-            f"{header}.{payload[:mid_p]}{c}{payload[mid_p:]}.{signature}",
-            f"{header}.{payload}{c}.{signature}",
-            f"{header}.{payload}.{signature[:mid_s]}{c}{signature[mid_s:]}",
-            f"{header}.{payload}.{signature}{c}",
-            f"{header}{c}.{payload}.{signature}",
-        ]
-    for n in (1, 2, 3):
-        tokens += [
-            f"{header}.{payload[:-n]}.{signature}",
-            f"{header}.{payload}{'A' * n}.{signature}",
-            f"{header}.{payload}.{signature[:-n]}",
-            f"{header}.{payload}.{signature}{'A' * n}",
-            f"{header}.{payload}{'=' * n}.{signature}",
-            f"{header}.{payload}.{signature}{'=' * n}",
-        ]
-    tokens += [f"{header}.{payload}.{signature[:-1]}{c}" for c in B64URL]
-    tokens += [f"{header}.{payload}.", f"{header}.{payload}.{signature}.", token + "." + signature]
-    tokens += [
-        f"{header}.{b64url(body)}.{signature}"
-        for body in (b"nope", b"[1]", b"{}", b'{"signedDate": "1"}', b"\xff{}", NESTED_OBJECT)
-    ]
-    return tokens
-
-
-def test_a_header_seen_before_gives_every_token_the_same_answer(
-    signer: AppStoreSigner, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """verify's short way for a known header against the long way (no cache, no known header)."""
-    long_way = JWSVerifier([signer.root_pem], cache_size=0)
-    known = JWSVerifier([signer.root_pem])
-    token = signer.sign_realtime_request()
-    known.verify(token)
-    long_ways: list[Any] = []
-    verify_parts = known._verify_parts
-    monkeypatch.setattr(known, "_verify_parts", lambda t: long_ways.append(t) or verify_parts(t))
-
-    assert known.verify(token) == long_way.verify(token)
-    assert long_ways == []
-    for variant in variants_of(token):
-        assert outcome(known, variant) == outcome(long_way, variant), variant
-    assert 300 < len(long_ways) < len(variants_of(token)) - 50
-    assert outcome(known, token)[0] == "verified"
-    assert known.cache_info().misses == 1
-
-
-JSON_TEXTS = [
-    b'{"signedDate":1}',
-    b' {"a":1}',
-    b'{"a":1} ',
-    b'\n\t{"a":1}\r\n',
-    b'\xef\xbb\xbf{"a":1}',
-    b'{"a":1}{}',
-    b'{"a":1} x',
-    b'{"a":1',
-    b"",
-    b" ",
-    b"{}",
-    b"[]",
-    b"1",
-    b'"x"',
-    b"null",
-    b'{"a":NaN,"b":-Infinity,"c":1e400,"d":1.5,"e":123456789012345678901234567890}',
-    b'{"a":1,"a":2}',
-    b'{"a":"\\ud800"}',
-    b'{"a":"\x01"}',
-    b'{"\xc3\xa9":"\xe2\x82\xac"}',
-    b'{"a":\xff}',
-    b'{"a":[1,{"b":[true,false,null]}]}',
-    b'{"a":1,}',
-    b"{'a':1}",
-    NESTED_OBJECT,
-]
-
-
-@pytest.mark.parametrize("text", JSON_TEXTS)
-def test_a_json_object_is_read_as_json_loads_reads_it(text: bytes) -> None:
-    try:
-        expected: Any = json.loads(text.decode("utf-8"))
-    except (ValueError, RecursionError):
-        expected = "malformed"
-    if not isinstance(expected, dict):
-        expected = "malformed"
-    try:
-        got: Any = _parsed_object(text, "payload")
-    except VerificationError as e:
-        got = e.reason
-
-    assert repr(got) == repr(expected)
-
-
-def _edge_integers() -> list[bytes]:
-    values = [0, 1, 0x7F, 0x80, 0xFF, 0x100, 2**255 - 1, 2**255, 2**256 - 1]
-    values += [0x7F << (8 * n) for n in range(1, 32)] + [0x80 << (8 * n) for n in range(1, 31)]
-    values += [int.from_bytes(bytes(n) + os.urandom(32 - n), "big") for n in range(33)]
-    return [v.to_bytes(32, "big") for v in values]
-
-
-def test_the_der_signature_is_the_one_the_library_encodes() -> None:
-    """Leading zero bytes, high bits, zero, the largest value, random ones: byte for byte."""
-    edges = _edge_integers()
-    raws = [r + s for r in edges for s in edges]
-    raws += [os.urandom(64) for _ in range(5000)]
-    for raw in raws:
-        r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
-        assert _der_signature(raw) == encode_dss_signature(r, s), raw.hex()
-        assert decode_dss_signature(_der_signature(raw)) == (r, s)
 
 
 def test_error_messages_never_contain_the_token(

@@ -38,8 +38,8 @@ BROKEN_VARIANT_REASONS: Final[Mapping[str, VerificationReason]] = MappingProxyTy
     {
         "alg_none": "bad_alg",
         "alg_hs256": "bad_alg",
-        "missing_x5c": "malformed",
-        "undecodable_certificate": "malformed",
+        "missing_x5c": "bad_chain",
+        "undecodable_certificate": "bad_chain",
         "missing_leaf_oid": "missing_oid",
         "missing_intermediate_oid": "missing_oid",
         "expired_leaf": "expired",
