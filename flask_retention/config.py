@@ -28,8 +28,7 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "RETENTION_ENDPOINT": "/retention/realtime",
     "RETENTION_MAX_REQUEST_AGE": 300,
     "RETENTION_SELECTOR_TIMEOUT": 0.4,
-    "RETENTION_SELECTOR_WORKERS": 8,
-    "RETENTION_SELECTOR_RUNNER": "auto",
+    "RETENTION_SELECTOR_WORKERS": 16,
     "RETENTION_DATABASE_URI": None,
     "RETENTION_API_BASE_URL": None,
     "RETENTION_CATALOGUE_REFRESH": 5,
@@ -50,9 +49,6 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "RETENTION_DECISION_LOG_BATCH": 500,
     "RETENTION_DECISION_LOG_INTERVAL": 1.0,
 }
-
-#: What ``RETENTION_SELECTOR_RUNNER`` accepts.
-SELECTOR_RUNNERS: Final = ("auto", "threads")
 
 APPLE_ROOT_CA_G3: Final = "AppleRootCA-G3.pem"
 
@@ -233,7 +229,6 @@ class Settings:
     decision_log_interval: float = 1.0
     sync_lock_timeout: float = 900.0
     perf_test_poll_interval: float = 5.0
-    selector_runner: str = "auto"
 
     @property
     def default_environment(self) -> str:
@@ -289,14 +284,6 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
             "RETENTION_CLI_GROUP must be the command group's name, or None to add no commands."
         )
 
-    selector_runner = config["RETENTION_SELECTOR_RUNNER"]
-    if selector_runner not in SELECTOR_RUNNERS:
-        raise ConfigurationError(
-            f"RETENTION_SELECTOR_RUNNER must be 'auto' (the request thread, under a SIGALRM time "
-            f"limit, when it is the main thread; worker threads otherwise) or 'threads' "
-            f"(always worker threads), not {selector_runner!r}."
-        )
-
     database_uri = config["RETENTION_DATABASE_URI"]
     if database_uri is not None and not isinstance(database_uri, str):
         database_uri = str(database_uri)
@@ -315,7 +302,6 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
         max_request_age=_number(config, "RETENTION_MAX_REQUEST_AGE", minimum=1),
         selector_timeout=_number(config, "RETENTION_SELECTOR_TIMEOUT", minimum=0.001),
         selector_workers=_number(config, "RETENTION_SELECTOR_WORKERS", minimum=1, integer=True),
-        selector_runner=selector_runner,
         database_uri=database_uri,
         api_base_url=base_url,
         catalogue_refresh=_number(config, "RETENTION_CATALOGUE_REFRESH", minimum=0.01),

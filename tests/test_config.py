@@ -148,7 +148,6 @@ def test_dev_ca_refused_when_production_is_accepted(app: Flask) -> None:
         ("RETENTION_APP_APPLE_ID", "my-app"),
         ("RETENTION_SYNC_LOCK_TIMEOUT", -1),
         ("RETENTION_PERF_TEST_POLL_INTERVAL", "often"),
-        ("RETENTION_SELECTOR_RUNNER", "signal"),
     ],
 )
 def test_wrong_values_name_their_key(app: Flask, key: str, value: object) -> None:

@@ -1,19 +1,18 @@
-"""The selector pool: time limit, bounded workers, app context, close."""
+"""The selector pool: time limit, a pool that grows to its maximum, app context, close."""
 
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import flask
 import pytest
 from flask import Flask
 
-from flask_retention import selection
-from flask_retention.selection import SelectorPool
+from flask_retention.selection import Outcome, PoolStats, SelectorPool
 
 GENEROUS = 10.0  # seconds; only reached when a test is broken
 SHORT = 0.05
@@ -24,7 +23,7 @@ def pools(app: Flask) -> Iterator[Callable[..., SelectorPool]]:
     made: list[SelectorPool] = []
 
     def make(size: int = 2, timeout: float = GENEROUS) -> SelectorPool:
-        pool = SelectorPool(app, size=size, timeout=timeout)
+        pool = SelectorPool(app, max_workers=size, timeout=timeout)
         made.append(pool)
         return pool
 
@@ -116,7 +115,9 @@ def test_overrun_answers_timeout_while_the_selector_is_still_running(
     wait_until(lambda: pool.stats().busy == 0)
 
 
-def test_all_workers_stuck_answers_overloaded_at_once(pools: Callable[..., SelectorPool]) -> None:
+def test_all_workers_stuck_answers_overloaded_after_the_time_limit(
+    pools: Callable[..., SelectorPool],
+) -> None:
     release = threading.Event()
     calls: list[int] = []
 
@@ -167,112 +168,58 @@ def test_close_stops_idle_workers_and_pool_restarts(pools: Callable[..., Selecto
 
 def test_pool_needs_a_worker(app: Flask) -> None:
     with pytest.raises(ValueError, match="at least one"):
-        SelectorPool(app, size=0, timeout=1)
+        SelectorPool(app, max_workers=0, timeout=1)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-def test_a_child_forked_by_another_thread_knows_its_main_thread() -> None:
-    def fork_here() -> None:
-        pid = os.fork()
-        if pid == 0:  # the forking thread is the child's main thread
-            ok = selection._main_ident == threading.get_ident()
-            os._exit(0 if ok else 1)
-        _, status = os.waitpid(pid, 0)
-        codes.append(os.waitstatus_to_exitcode(status))
-
-    codes: list[int] = []
-    thread = threading.Thread(target=fork_here)
-    thread.start()
-    thread.join(10)
-    assert codes == [0]
-    assert selection._main_ident == threading.main_thread().ident  # the parent's is unchanged
-
-
-# -- the alarm runner's watchdog ------------------------------------------------------
-
-
-def busy(_: object) -> str:
-    """Pure Python that only the time limit's exception stops (or a broken test's bound)."""
-    give_up = time.monotonic() + GENEROUS
-    while time.monotonic() < give_up:
-        pass
-    return "not stopped"
-
-
-def test_watchdog_parks_when_idle_and_a_call_wakes_it(
-    app: Flask, monkeypatch: pytest.MonkeyPatch
+def test_a_request_waits_for_a_worker_that_frees_up_within_its_time_limit(
+    pools: Callable[..., SelectorPool],
 ) -> None:
-    monkeypatch.setattr(selection, "IDLE_ROUNDS", 2)
-    runner = selection.AlarmRunner(app, timeout=SHORT)
-    assert runner.run(lambda x: x, "first") == ("ok", "first")
-    wait_until(lambda: selection._watchdog.parked)  # nothing to watch: it sleeps for good
-    started = time.monotonic()
-    outcome = runner.run(busy, None)
-    assert outcome == ("timeout", None)
-    assert time.monotonic() - started < SHORT + selection.LATE_GRACE
-    assert runner.disabled is None
-    assert runner.run(lambda x: x, "after") == ("ok", "after")
+    """Busy is not overloaded: with every worker busy, a call waits its turn."""
+    release = threading.Event()
+    pool = pools(size=1, timeout=GENEROUS)
+    first = pool.start(lambda _: release.wait(GENEROUS), None)
+    assert not isinstance(first, Outcome)
+    results: list[Outcome] = []
+    waiting = threading.Thread(target=lambda: results.append(pool.run(lambda n: n, 2)))
+    waiting.start()
+    wait_until(lambda: pool.stats().waiting == 1)
+    assert results == []
+    release.set()
+    waiting.join(GENEROUS)
+    assert results == [Outcome("ok", 2)]
+    assert first.result() == Outcome("ok", True)
+    assert pool.stats().started == 1
 
 
-def test_calls_that_end_in_time_are_never_interrupted(app: Flask) -> None:
-    runner = selection.AlarmRunner(app, timeout=SHORT)
-    # Back to back, across several of the watchdog's polls and deadlines.
-    for _ in range(40):
-        assert runner.run(lambda _: time.sleep(SHORT / 10) or "done", None) == ("ok", "done")
-
-
-def test_a_signal_meant_for_an_earlier_call_does_not_stop_the_running_one(app: Flask) -> None:
-    runner = selection.AlarmRunner(app, timeout=GENEROUS)
-    main = threading.main_thread().ident
-    assert main is not None
-
-    def signalled(meant_for_this_call: bool) -> str:
-        current = selection._current
-        assert current is not None
-        # As the watchdog does: name the call to stop, then signal the main thread.
-        selection._interrupting = current[1] if meant_for_this_call else current[1] - 1
-        signal.pthread_kill(main, signal.SIGALRM)
-        time.sleep(0.01)  # the handler runs here
-        return "finished"
-
-    assert runner.run(signalled, False) == ("ok", "finished")
-    assert runner.run(signalled, True) == ("timeout", None)
+def test_the_pool_grows_to_its_maximum_for_concurrent_calls(
+    pools: Callable[..., SelectorPool],
+) -> None:
+    release = threading.Event()
+    pool = pools(size=4, timeout=GENEROUS)
+    calls = [pool.start(lambda _: release.wait(GENEROUS), None) for _ in range(4)]
+    wait_until(lambda: pool.stats().busy == 4)
+    assert pool.stats() == PoolStats(max_workers=4, started=4, idle=0, busy=4, stuck=0, waiting=0)
+    release.set()
+    assert [c.result() for c in calls if not isinstance(c, Outcome)] == [Outcome("ok", True)] * 4
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-def test_a_forked_child_starts_its_own_watchdog(app: Flask) -> None:
-    runner = selection.AlarmRunner(app, timeout=SHORT)
-    assert runner.run(lambda x: x, 1) == ("ok", 1)  # the parent's watchdog runs
+def test_a_forked_child_starts_workers_of_its_own(
+    pools: Callable[..., SelectorPool], tmp_path: Path
+) -> None:
+    pool = pools(size=2)
+    assert pool.run(lambda _: "parent", None).value == "parent"
     pid = os.fork()
-    if pid == 0:  # the child: no watchdog thread until its first call
-        ok = False
+    if pid == 0:
+        code = 1
         try:
-            outcome = runner.run(busy, None)
-            ok = outcome is not None and outcome.status == "timeout"
+            before = pool.stats().started  # the parent's threads do not exist here
+            value = pool.run(lambda _: "child", None).value
+            (tmp_path / "child.txt").write_text(f"{before} {value} {pool.stats().started}")
+            code = 0
         finally:
-            os._exit(0 if ok else 1)
-    deadline = time.monotonic() + GENEROUS
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if done[0] == 0:  # still busy: nothing stopped its selector
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the child's selector was not stopped")
-    assert os.waitstatus_to_exitcode(done[1]) == 0
-
-
-def test_alarm_runner_outside_an_app_context_pushes_one_for_the_call(app: Flask) -> None:
-    runner = selection.AlarmRunner(app, timeout=GENEROUS)
-
-    def probe(_: object) -> tuple[bool, bool, object]:
-        return flask.has_app_context(), flask.has_request_context(), flask.current_app.name
-
-    assert not flask.has_app_context()
-    assert runner.run(probe, None) == ("ok", (True, False, app.name))
-    assert not flask.has_app_context()
-    with app.test_request_context():  # the request's app context, the request hidden
-        flask.g.mark = "request"
-        assert runner.run(lambda _: (flask.has_request_context(), flask.g.mark), None) == (
-            "ok",
-            (False, "request"),
-        )
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (tmp_path / "child.txt").read_text() == "0 child 1"
+    assert pool.stats().started == 1
