@@ -10,7 +10,6 @@ that engine, so it never commits (or rolls back) the host's pending work.
 from __future__ import annotations
 
 import os
-import threading
 import weakref
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
@@ -20,6 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import ConfigurationError
+from .per_process import process_lock
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -74,18 +74,30 @@ class Database:
         self._instance_path = app.instance_path
         self._engine: sa.Engine | None = engine
         self._owned = False
-        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._lock = process_lock()
         self._sessionmaker: sessionmaker[Session] | None = None
 
     @property
     def engine(self) -> sa.Engine:
-        """The catalogue's engine (resolved and, for a URL, created on first use)."""
+        """The catalogue's engine (resolved and, for a URL, created on first use).
+
+        In a process forked after an engine of ours connected (``gunicorn
+        --preload``), its pooled connections belong to the parent: the first
+        use here drops them unclosed, as SQLAlchemy advises, so that two
+        processes never share a socket. The host's own engine is the host's.
+        """
         engine = self._engine
         if engine is None:
-            with self._lock:
+            with self._lock.get():
                 if self._engine is None:
                     self._engine, self._owned = self._resolve()
+                    self._pid = os.getpid()
                 engine = self._engine
+        elif self._pid != os.getpid():
+            self._pid = os.getpid()
+            if self._owned:
+                engine.dispose(close=False)
         return engine
 
     def _resolve(self) -> tuple[sa.Engine, bool]:
@@ -108,7 +120,7 @@ class Database:
         app = self._app()
         if app is None:
             raise RuntimeError("the Flask app of this flask-retention database is gone")
-        if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
+        if has_app_context() and current_app == app:
             engine = self._db.engine
         else:
             with app.app_context():
@@ -125,7 +137,7 @@ class Database:
 
     def dispose(self) -> None:
         """Close the pooled connections of an engine we created (never the host's)."""
-        with self._lock:
+        with self._lock.get():
             if self._engine is not None and self._owned:
                 self._engine.dispose()
 

@@ -15,6 +15,7 @@ from .config import DEFAULTS, Settings, read_settings
 from .db import Database
 from .lookup import CatalogueLookup, EmptyLookup
 from .snapshot import CatalogueSnapshot
+from .stats import CatalogueStats, DecisionLogStats, RetentionStats
 from .views import register_endpoint
 
 if TYPE_CHECKING:
@@ -63,11 +64,8 @@ class RetentionState:
 
 def get_state(app: Flask | None = None) -> RetentionState:
     """The state of ``app`` (default: the current app), or a ``RuntimeError`` that says why."""
-    if app is None:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-    assert app is not None
     try:
-        state = app.extensions[EXTENSION_KEY]
+        state = (current_app if app is None else app).extensions[EXTENSION_KEY]
     except KeyError:
         raise RuntimeError(
             "flask-retention is not initialised on this app: call Retention(app) or "
@@ -146,6 +144,31 @@ class Retention:
         from .catalogue import Catalogue
 
         return Catalogue(get_state().engine)
+
+    def stats(self, app: Flask | None = None) -> RetentionStats:
+        """Counts of this process for ``app`` (default: the current app): the selector
+        pool, the catalogue snapshot, the decision log. Each process has its own."""
+        state = get_state(app)
+        endpoint = state.endpoint
+        lookup = state.lookup
+        log = endpoint.decision_log if endpoint is not None else None
+        return RetentionStats(
+            pool=endpoint.pool.stats() if endpoint is not None else None,
+            catalogue=CatalogueStats(
+                loaded=lookup.loaded, version=getattr(lookup, "version", None)
+            ),
+            decision_log=DecisionLogStats(**log.stats()) if log is not None else None,
+        )
+
+    def warm_up(self, app: Flask | None = None, timeout: float = 10.0) -> bool:
+        """Load the catalogue snapshot of this process now (waiting at most ``timeout``
+        seconds), instead of on the first real-time request; ``True`` once loaded.
+
+        Call it where each serving process starts: gunicorn's ``post_worker_init``,
+        uWSGI's ``postfork``. Requests wait for the load anyway; warming up only
+        moves that wait out of the first request.
+        """
+        return get_state(app).lookup.ready(timeout)
 
     def close(self, app: Flask | None = None) -> None:
         """Stop the background threads (selector workers, ...) of ``app``, or of every app

@@ -45,6 +45,15 @@ class MessageFacts:
 class CatalogueLookup(Protocol):
     """Resolve names and defaults for the request path."""
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the catalogue is there to answer (a name it lacks is truly unknown)."""
+        ...
+
+    def ready(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the catalogue to be there; :attr:`loaded`."""
+        ...
+
     def lookup(self, message: MessageRef, environment: str) -> MessageFacts | None:
         """Facts for a name or UUID in ``environment``; ``None`` when unknown.
 
@@ -61,6 +70,11 @@ class CatalogueLookup(Protocol):
 
 class EmptyLookup:
     """A catalogue that knows no message: names never resolve, UUIDs pass through."""
+
+    loaded = True
+
+    def ready(self, timeout: float) -> bool:
+        return True
 
     def lookup(self, message: MessageRef, environment: str) -> MessageFacts | None:
         return None

@@ -2,17 +2,18 @@
 
 A :class:`CatalogueSnapshot` answers :class:`~flask_retention.lookup.CatalogueLookup`
 calls with dictionary lookups on an immutable view, never touching the
-database. A daemon thread, started lazily in the serving process (so that
-``gunicorn --preload`` forks each start their own), checks the catalogue
+database. A daemon thread, started in the serving process by its first
+real-time request or by ``Retention.warm_up`` (so that ``gunicorn --preload``
+forks each start their own), loads the view, then checks the catalogue
 version counter every ``RETENTION_CATALOGUE_REFRESH`` seconds and reloads the
-view only when it changed. When the database is unreachable the last view
-keeps serving and the failure is logged once per outage.
+view only when it changed. Requests that arrive before the first load wait
+for it (:meth:`CatalogueSnapshot.ready`). When the database is unreachable
+the last view keeps serving and the failure is logged once per outage.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import uuid
 import weakref
@@ -25,9 +26,9 @@ import sqlalchemy as sa
 
 from .catalogue import read_version
 from .choices import ENVIRONMENTS, MessageRef
-from .forks import clear_running_in_forked_child
 from .lookup import MessageFacts, parse_uuid
 from .models import AppleState, BulletPoint, Default, Image, Message
+from .per_process import PerProcess
 
 logger = logging.getLogger("flask_retention.snapshot")
 
@@ -154,23 +155,29 @@ def load_view(connection: sa.Connection) -> CatalogueView:
     return CatalogueView(version=version, names=names, uuids=uuids, defaults=defaults)
 
 
-def _refresh_loop(
-    ref: weakref.ReferenceType[CatalogueSnapshot], stop: threading.Event, interval: float
-) -> None:
-    try:
-        while not stop.is_set():
-            snapshot = ref()
-            if snapshot is None:
-                return
-            snapshot._tick()
-            snapshot._attempted.set()
-            del snapshot
-            if stop.wait(interval):
-                return
-    finally:
+@dataclass(eq=False)
+class _Refresher:
+    """The refresh thread of one process, and the events and locks around it."""
+
+    # Each made when the state is, in the serving process (gevent's when patched).
+    attempted: threading.Event = field(default_factory=lambda: threading.Event())
+    stop: threading.Event = field(default_factory=lambda: threading.Event())
+    start_lock: threading.Lock = field(default_factory=lambda: threading.Lock())
+    refresh_lock: threading.Lock = field(default_factory=lambda: threading.Lock())
+    thread: threading.Thread | None = None
+
+
+def _refresh_loop(ref: weakref.ReferenceType[CatalogueSnapshot], refresher: _Refresher) -> None:
+    while not refresher.stop.is_set():
         snapshot = ref()
-        if snapshot is not None and snapshot._thread is threading.current_thread():
-            snapshot._running = False
+        if snapshot is None:
+            return
+        snapshot._tick()
+        refresher.attempted.set()
+        interval = snapshot.interval
+        del snapshot
+        if refresher.stop.wait(interval):
+            return
 
 
 def _first_line(error: BaseException) -> str:
@@ -182,54 +189,43 @@ class CatalogueSnapshot:
     """A :class:`~flask_retention.lookup.CatalogueLookup` refreshed in the background.
 
     ``engine`` is called (in the refresh thread) to get the database engine.
-    The first lookup in a process starts the thread and waits at most
-    ``first_load_wait`` seconds for its first load, so that a fresh worker's
-    first request does not miss the catalogue; until a load succeeds it
-    behaves as an empty catalogue. Call :meth:`refresh` to load synchronously
-    (at start-up, in tests) and :meth:`close` to stop the thread (the next
-    lookup starts it again).
+    :meth:`ready` starts the thread in this process and waits for its first
+    load; until a load succeeds the snapshot knows no message and says so
+    (:attr:`loaded`). Call :meth:`refresh` to load synchronously (at
+    start-up, in tests) and :meth:`close` to stop the thread (the next
+    :meth:`ready` starts it again).
     """
 
-    def __init__(
-        self,
-        engine: Callable[[], sa.Engine],
-        *,
-        interval: float = 5.0,
-        first_load_wait: float = 0.2,
-    ) -> None:
+    def __init__(self, engine: Callable[[], sa.Engine], *, interval: float = 5.0) -> None:
         self._engine = engine
         self.interval = interval
-        self.first_load_wait = first_load_wait
-        self._attempted = threading.Event()
         self._view: CatalogueView = EMPTY_VIEW
-        self._thread: threading.Thread | None = None
-        self._pid: int | None = None
-        self._stop = threading.Event()
-        self._start_lock = threading.Lock()
-        self._refresh_lock = threading.Lock()
+        self._loaded = False
         self._failing = False
-        # The refresh thread runs in this process: cheaper to read than Thread.is_alive(),
-        # cleared when the thread ends, by close() and in a forked child.
-        self._running = False
-        clear_running_in_forked_child(self)
+        self._refresher: PerProcess[_Refresher] = PerProcess(_Refresher)
 
     # -- CatalogueLookup ----------------------------------------------------
 
+    @property
+    def loaded(self) -> bool:
+        """Whether a view was loaded from the database (the last one keeps serving)."""
+        return self._loaded
+
+    def ready(self, timeout: float) -> bool:
+        """Start the refresh thread unless it runs, and wait at most ``timeout`` seconds
+        for this process's first load attempt; :attr:`loaded`."""
+        refresher = self.start()
+        if not self._loaded:
+            refresher.attempted.wait(timeout)
+        return self._loaded
+
     def lookup(self, message: MessageRef, environment: str) -> MessageFacts | None:
         """Facts for a name or UUID in ``environment``; see :class:`CatalogueView`."""
-        if not self._running:
-            self.start()
         return self._view.lookup(message, environment)
 
     def default_for(self, product_id: str, locale: str, environment: str) -> MessageFacts | None:
         """The local default for a product and locale in ``environment``."""
-        if not self._running:
-            self.start()
         return self._view.defaults.get((product_id, locale, environment))
-
-    def _await_first_load(self) -> None:
-        if self._view is EMPTY_VIEW and not self._attempted.is_set():
-            self._attempted.wait(self.first_load_wait)
 
     # -- state ---------------------------------------------------------------
 
@@ -249,17 +245,13 @@ class CatalogueSnapshot:
         Runs in the calling thread and raises database errors (the
         background thread logs them instead).
         """
-        with self._refresh_lock:
-            pid = os.getpid()
-            if self._pid is not None and self._pid != pid:
-                self._after_fork()
-            self._pid = pid
-            engine = self._engine()
-            with engine.connect() as connection:
-                if read_version(connection) == self._view.version:
+        with self._refresher.get().refresh_lock:
+            with self._engine().connect() as connection:
+                if self._loaded and read_version(connection) == self._view.version:
                     return False
                 view = load_view(connection)
             self._view = view
+            self._loaded = True
             return True
 
     def _tick(self) -> None:
@@ -269,11 +261,13 @@ class CatalogueSnapshot:
             if not self._failing:
                 self._failing = True
                 logger.warning(
-                    "flask-retention could not refresh the catalogue (%s); still serving the "
-                    "last snapshot (catalogue version %s). Is the database reachable, and did "
-                    "`flask retention init-db` run?",
+                    "flask-retention could not %s the catalogue (%s); %s. Is the database "
+                    "reachable, and did `flask retention init-db` run?",
+                    "refresh" if self._loaded else "load",
                     _first_line(e),
-                    self._view.version,
+                    f"still serving the last snapshot (catalogue version {self._view.version})"
+                    if self._loaded
+                    else "message names get the fallback (catalogue_unavailable) until it loads",
                 )
             return
         if self._failing:
@@ -284,45 +278,34 @@ class CatalogueSnapshot:
 
     # -- thread ----------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self) -> _Refresher:
         """Start the refresh thread in this process, unless it is running."""
-        with self._start_lock:
-            if self._thread is not None and self._thread.is_alive():
-                self._running = True
-                return
-            self._stop = threading.Event()
-            self._thread = threading.Thread(
-                target=_refresh_loop,
-                args=(weakref.ref(self), self._stop, self.interval),
-                name="flask-retention-catalogue",
-                daemon=True,
-            )
-            self._running = True
-            self._thread.start()
-        self._await_first_load()
-
-    def _after_fork(self) -> None:
-        """In a forked worker, drop the parent's pooled connections without closing them.
-
-        Connections opened before ``fork`` (e.g. a :meth:`refresh` at start-up
-        under ``gunicorn --preload``) belong to the parent; sharing their
-        sockets would mix two processes' traffic.
-        """
-        try:
-            self._engine().dispose(close=False)
-        except Exception as e:
-            logger.warning(
-                "flask-retention could not reset the pool after fork (%s)", _first_line(e)
-            )
+        refresher = self._refresher.get()
+        thread = refresher.thread
+        if thread is not None and thread.is_alive():
+            return refresher
+        with refresher.start_lock:
+            if refresher.thread is None or not refresher.thread.is_alive():
+                refresher.stop.clear()
+                refresher.thread = threading.Thread(
+                    target=_refresh_loop,
+                    args=(weakref.ref(self), refresher),
+                    name="flask-retention-catalogue",
+                    daemon=True,
+                )
+                refresher.thread.start()
+        return refresher
 
     def close(self, timeout: float | None = 5.0) -> None:
         """Stop the refresh thread; safe to repeat.
 
-        The last view keeps answering; a later lookup starts a new thread.
+        The last view keeps answering; a later :meth:`ready` starts a new thread.
         """
-        with self._start_lock:
-            self._stop.set()
-            self._running = False
-            thread = self._thread
+        refresher = self._refresher.peek()
+        if refresher is None:
+            return
+        with refresher.start_lock:
+            refresher.stop.set()
+            thread = refresher.thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)

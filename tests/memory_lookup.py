@@ -62,6 +62,11 @@ class MemoryLookup:
         self.set_default(product_id, locale, facts)
         return facts
 
+    loaded = True
+
+    def ready(self, timeout: float) -> bool:
+        return True
+
     def lookup(self, message: MessageRef, environment: str) -> MessageFacts | None:
         known = parse_uuid(message)
         if known is not None:

@@ -205,22 +205,31 @@ def test_refresh_reloads_only_when_the_version_moved(
 # -- the background thread ------------------------------------------------------------
 
 
-def test_a_refresh_thread_that_ends_is_started_again(
+def refresh_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "flask-retention-catalogue"]
+
+
+def test_ready_starts_the_refresh_thread_and_close_stops_it(
     engine: sa.Engine, catalogue: Catalogue
 ) -> None:
+    before = refresh_threads()
     catalogue.add_message("plain", "Stay", "Body")
     snap = CatalogueSnapshot(lambda: engine, interval=0.05)
     try:
-        snap.lookup("plain", SANDBOX)
-        thread = snap._thread
-        assert thread is not None
-        snap._stop.set()  # the thread ends on its own, not through close()
-        thread.join(5)
-        assert not thread.is_alive()
-        snap.lookup("plain", SANDBOX)
-        assert snap._thread is not thread
-        assert snap._thread is not None
-        assert snap._thread.is_alive()
+        assert refresh_threads() == before  # nothing runs until it is needed
+        assert snap.ready(30) is True
+        assert snap.lookup("plain", SANDBOX) is not None
+        catalogue.add_message("second", "Stay", "Body")
+        wait_for(lambda: snap.lookup("second", SANDBOX) is not None, "the background refresh")
+    finally:
+        snap.close()
+    assert refresh_threads() == before
+    catalogue.add_message("third", "Stay", "Body")
+    time.sleep(0.3)  # six refresh intervals: nothing refreshes a closed snapshot
+    assert snap.lookup("third", SANDBOX) is None
+    try:
+        assert snap.ready(30) is True  # starts again, as Retention.close() promises
+        wait_for(lambda: snap.lookup("third", SANDBOX) is not None, "the restarted refresh")
     finally:
         snap.close()
 
@@ -230,59 +239,37 @@ def test_a_forked_child_starts_its_own_refresh_thread(
     tmp_path: Path, engine: sa.Engine, catalogue: Catalogue
 ) -> None:
     catalogue.add_message("plain", "Stay", "Body")
-    snap = CatalogueSnapshot(lambda: engine, interval=3600)
+    snap = CatalogueSnapshot(lambda: engine, interval=0.05)
     try:
-        wait_for(lambda: snap.lookup("plain", SANDBOX) is not None, "the first load")
-        parent_thread = snap._thread
+        assert snap.ready(30)
         pid = os.fork()
         if pid == 0:  # the child: the parent's thread does not exist here
             code = 1
             try:
-                fresh = not snap._running
-                snap.lookup("plain", SANDBOX)
-                started = snap._thread is not parent_thread and snap._thread.is_alive()
-                (tmp_path / "child.txt").write_text(f"{fresh} {started}")
+                engine.dispose(close=False)  # the parent's connections are the parent's
+                inherited = refresh_threads()
+                Catalogue(engine).add_message("child", "Stay", "Body")
+                ready = snap.ready(30)
+                wait_for(lambda: snap.lookup("child", SANDBOX) is not None, "the child's refresh")
+                (tmp_path / "child.txt").write_text(f"{inherited} {ready} {len(refresh_threads())}")
                 code = 0
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-        assert (tmp_path / "child.txt").read_text() == "True True"
-        assert snap._running
+        assert (tmp_path / "child.txt").read_text() == "[] True 1"
     finally:
         snap.close()
 
 
-def test_thread_starts_on_first_lookup_and_stops_on_close(
-    engine: sa.Engine, catalogue: Catalogue
-) -> None:
-    catalogue.add_message("plain", "Stay", "Body")
-    snap = CatalogueSnapshot(lambda: engine, interval=0.05)
-    try:
-        assert snap._thread is None
-        snap.lookup("plain", SANDBOX)
-        thread = snap._thread
-        assert thread is not None
-        assert thread.is_alive()
-        wait_for(lambda: snap.lookup("plain", SANDBOX) is not None, "the first load")
-    finally:
-        snap.close()
-    assert not thread.is_alive()
-    try:
-        snap.lookup("plain", SANDBOX)  # restarts when needed, as Retention.close() promises
-        assert snap._thread is not thread
-        assert snap._thread is not None
-        assert snap._thread.is_alive()
-    finally:
-        snap.close()
-    assert not snap._thread.is_alive()
-
-
-def test_the_first_lookup_waits_for_the_first_load(engine: sa.Engine, catalogue: Catalogue) -> None:
+def test_ready_waits_for_the_first_load(engine: sa.Engine, catalogue: Catalogue) -> None:
     """A fresh worker's first request must not miss the catalogue (bounded wait)."""
     message = catalogue.add_message("plain", "Stay", "Body")
-    snap = CatalogueSnapshot(lambda: engine, interval=60, first_load_wait=30)
+    snap = CatalogueSnapshot(lambda: engine, interval=60)
     try:
+        assert snap.loaded is False
+        assert snap.ready(30) is True
+        assert snap.loaded is True
         facts = snap.lookup("plain", SANDBOX)
         assert facts is not None
         assert facts.uuid == message.uuid
@@ -290,39 +277,55 @@ def test_the_first_lookup_waits_for_the_first_load(engine: sa.Engine, catalogue:
         snap.close()
 
 
-def test_the_first_lookup_gives_up_waiting_after_first_load_wait(
-    catalogue: Catalogue,
-) -> None:
-    catalogue.add_message("plain", "Stay", "Body")
+def test_ready_gives_up_after_its_timeout_while_the_load_hangs(catalogue: Catalogue) -> None:
     release = threading.Event()
 
     def slow_engine() -> sa.Engine:
         release.wait(30)
         raise RuntimeError("database not reachable yet")
 
-    snap = CatalogueSnapshot(slow_engine, interval=60, first_load_wait=0.01)
+    snap = CatalogueSnapshot(slow_engine, interval=60)
     try:
+        started = time.monotonic()
+        assert snap.ready(0.05) is False
+        assert time.monotonic() - started < 10
         assert snap.lookup("plain", SANDBOX) is None  # empty, not stuck
     finally:
         release.set()
         snap.close()
 
 
-def test_the_extension_installs_a_snapshot_that_starts_lazily(
-    database_url: str, tmp_path: Path
+def test_a_failed_first_load_answers_at_once_and_says_so(
+    catalogue: Catalogue, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="flask_retention")
+
+    def no_database() -> sa.Engine:
+        raise sa.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    snap = CatalogueSnapshot(no_database, interval=60)
+    try:
+        assert snap.ready(30) is False
+        started = time.monotonic()
+        assert snap.ready(30) is False  # the attempt is over: no second wait
+        assert time.monotonic() - started < 5
+        assert "could not load the catalogue" in caplog.text
+        assert "catalogue_unavailable" in caplog.text
+    finally:
+        snap.close()
+
+
+def test_the_extension_loads_its_snapshot_on_warm_up(database_url: str, tmp_path: Path) -> None:
     migrated_engine(database_url).dispose()
     with retention_app(tmp_path, database_url, mode="uri") as (app, retention):
-        state = get_state(app)
-        assert isinstance(state.lookup, CatalogueSnapshot)
-        assert state.lookup._thread is None
         with app.app_context():
             retention.catalogue.add_message("plain", "Stay", "Body")
-        wait_for(lambda: state.lookup.lookup("plain", SANDBOX) is not None, "the snapshot")
-        thread = state.lookup._thread
-        assert thread is not None
-        assert thread.is_alive()
-    assert not thread.is_alive()
+        assert retention.stats(app).catalogue.loaded is False
+        assert retention.warm_up(app) is True
+        stats = retention.stats(app).catalogue
+        assert stats.loaded is True
+        with app.app_context():
+            assert stats.version == retention.catalogue.version
 
 
 def test_a_change_in_one_app_is_seen_by_another_sharing_the_database(
@@ -334,6 +337,7 @@ def test_a_change_in_one_app_is_seen_by_another_sharing_the_database(
         retention_app(tmp_path / "two", database_url, mode="engine") as (second, _),
     ):
         lookup = get_state(second).lookup
+        assert lookup.ready(30)
         assert lookup.lookup("winback", SANDBOX) is None
         with first.app_context():
             message = first_retention.catalogue.add_message("winback", "Stay", "Body")
@@ -432,16 +436,29 @@ def test_lookups_resolve_from_the_last_snapshot_while_postgresql_is_unreachable(
     direct.dispose()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_a_forked_worker_drops_the_parents_pooled_connections(
-    engine: sa.Engine, snapshot: CatalogueSnapshot
+    database_url: str, tmp_path: Path
 ) -> None:
-    snapshot.refresh()
-    parent_pool = engine.pool
-    snapshot._pid = -1  # as if this process were a fork of the one that refreshed
-    snapshot.refresh()
-    assert engine.pool is not parent_pool
-    parent_pool.dispose()  # in a real fork the parent keeps using them; here, close them
-    assert snapshot._pid == os.getpid()
-    pool = engine.pool
-    snapshot.refresh()
-    assert engine.pool is pool
+    migrated_engine(database_url).dispose()
+    with retention_app(tmp_path, database_url, mode="uri") as (app, _):
+        database = get_state(app).database
+        with database.engine.connect() as connection:  # the parent's pool holds a connection
+            connection.execute(sa.text("SELECT 1"))
+        parent_pool = database.engine.pool
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                engine = database.engine
+                with engine.connect() as connection:
+                    connection.execute(sa.text("SELECT 1"))
+                same = engine.engine.pool is parent_pool
+                (tmp_path / "child.txt").write_text(f"{same} {database.engine.pool is engine.pool}")
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert (tmp_path / "child.txt").read_text() == "False True"
+        assert database.engine.pool is parent_pool  # the parent keeps its own
