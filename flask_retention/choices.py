@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from datetime import datetime
+from typing import Any, Final, Literal
 
 ENVIRONMENTS: Final = ("Sandbox", "Production")
 BILLING_PLAN_TYPES: Final = ("BILLED_UPFRONT", "MONTHLY")
@@ -14,14 +14,13 @@ BillingPlanType = Literal["BILLED_UPFRONT", "MONTHLY"]
 MessageRef = str | uuid.UUID
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RealtimeRequest:
     """A verified ``Get Retention Message`` request, as the selector sees it.
 
-    The endpoint makes its requests with :func:`lazy_request`: their
-    ``request_identifier`` and ``signed_date`` are parsed from ``raw`` on
-    first use (most selectors never read them), and are then the same values
-    as the constructor's.
+    The typed fields are parsed once, by the endpoint's schema. ``raw`` is the
+    decoded payload: the selector gets a copy of its own, so nothing a
+    selector does to it changes what the endpoint checks or records.
     """
 
     original_transaction_id: str
@@ -32,50 +31,6 @@ class RealtimeRequest:
     environment: str
     signed_date: datetime
     raw: dict[str, Any] = field(repr=False, compare=False)
-
-    if not TYPE_CHECKING:  # type checkers see the fields only, not any attribute
-
-        def __getattr__(self, name: str) -> Any:
-            # Reached only for an attribute the instance lacks: a lazy request's two.
-            if name == "request_identifier":
-                value = uuid.UUID(self.raw["requestIdentifier"])
-            elif name == "signed_date":
-                value = datetime.fromtimestamp(self.raw["signedDate"] / 1000, tz=UTC)
-            else:
-                raise AttributeError(
-                    f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self
-                )
-            object.__setattr__(self, name, value)
-            return value
-
-
-_new_object = object.__new__
-
-
-def lazy_request(
-    raw: dict[str, Any],
-    original_transaction_id: str,
-    app_apple_id: int,
-    product_id: str,
-    locale: str,
-    environment: str,
-) -> RealtimeRequest:
-    """A :class:`RealtimeRequest` whose ``request_identifier`` and ``signed_date`` come
-    from ``raw["requestIdentifier"]`` (a UUID string) and ``raw["signedDate"]``
-    (milliseconds since the epoch) when first read.
-
-    The caller has checked that both parse: the endpoint's verified payloads.
-    """
-    req = _new_object(RealtimeRequest)
-    req.__dict__.update(
-        original_transaction_id=original_transaction_id,
-        app_apple_id=app_apple_id,
-        product_id=product_id,
-        locale=locale,
-        environment=environment,
-        raw=raw,
-    )
-    return req
 
 
 def _check_tag(experiment: object, variant: object) -> None:
@@ -98,13 +53,9 @@ def _check_message(message: object) -> None:
 
 
 def _check_choice(choice: Message | SwitchPlan | PromotionalOffer) -> None:
-    """The checks every choice with a message makes; the usual one (a message UUID, no
-    experiment) costs two comparisons, since selectors build one per request."""
-    message = choice.message
-    if type(message) is not uuid.UUID:
-        _check_message(message)
-    if choice.experiment is not None or choice.variant is not None:
-        _check_tag(choice.experiment, choice.variant)
+    """The checks every choice with a message makes."""
+    _check_message(choice.message)
+    _check_tag(choice.experiment, choice.variant)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,9 @@
 """The decision log: every real-time request, written off the request path.
 
-The endpoint hands each completed :class:`~flask_retention.decisions.Decision`
+The endpoint hands each :class:`~flask_retention.decisions.Decision`
 to :meth:`DecisionLogWriter.record`, which only appends it to an in-memory
 queue (and wakes the writer when a batch is full). A daemon thread, started
-lazily in the serving process (so that each forked worker starts its own),
+on first use in the serving process (so that each forked worker starts its own),
 writes the queue to ``retention_decisions`` in batches: every
 ``RETENTION_DECISION_LOG_INTERVAL`` seconds, as soon as
 ``RETENTION_DECISION_LOG_BATCH`` decisions wait, on :meth:`~DecisionLogWriter.flush`,
@@ -24,20 +24,20 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
 
 from .decisions import Decision
-from .forks import clear_running_in_forked_child
 from .models import metadata
+from .per_process import PerProcess
 
 logger = logging.getLogger("flask_retention.decision_log")
 
@@ -60,7 +60,6 @@ def decision_row(decision: Decision) -> dict[str, Any]:
     verification, goes to ``claimed_request_identifier``. Strings are cut to
     their column's length (Apple's values are far shorter).
     """
-    decision.complete()
     rejected = decision.status != 200
     rid = decision.request_identifier
     return {
@@ -98,17 +97,41 @@ class _Unwritten(Exception):
         self.remaining = remaining
 
 
-def _writer_loop(ref: weakref.ReferenceType[DecisionLogWriter]) -> None:
-    try:
-        while True:
-            writer = ref()
-            if writer is None or not writer._step():
-                return
-            del writer
-    finally:
+@dataclass(eq=False)
+class _Queue:
+    """One process's queue of decisions, its writer thread and its counts."""
+
+    # Made in the serving process on first use (gevent's lock when it is patched).
+    cond: threading.Condition = field(default_factory=lambda: threading.Condition())
+    start_lock: threading.Lock = field(default_factory=lambda: threading.Lock())
+    decisions: deque[Decision] = field(default_factory=deque)
+    thread: threading.Thread | None = None
+    stop: bool = False
+    recorded: int = 0  # decisions handed to record() in this process
+    settled: int = 0  # of them, written or dropped
+    flush_target: int = 0
+    failing: bool = False
+    drop_warned: bool = False
+    outage_dropped: int = 0
+    written: int = 0
+    dropped: int = 0
+    replays: int = 0
+
+    def count_drops(self, count: int) -> bool:
+        """Count ``count`` dropped decisions (lock held); ``True`` for the outage's first."""
+        self.dropped += count
+        self.outage_dropped += count
+        self.settled += count
+        first, self.drop_warned = not self.drop_warned, True
+        return first
+
+
+def _writer_loop(ref: weakref.ReferenceType[DecisionLogWriter], queue: _Queue) -> None:
+    while True:
         writer = ref()
-        if writer is not None and writer._thread is threading.current_thread():
-            writer._running = False
+        if writer is None or not writer._step(queue):
+            return
+        del writer
 
 
 def _close_at_exit(ref: weakref.ReferenceType[DecisionLogWriter]) -> None:
@@ -124,7 +147,8 @@ class DecisionLogWriter:
     :meth:`record` is the request path's only call: it never touches the
     database. ``max_queue`` bounds the decisions held in memory, ``batch_size``
     the rows per insert, ``interval`` the seconds between writes (and between
-    retries while the database is unreachable).
+    retries while the database is unreachable). Each process has its own
+    queue and thread (a forked child starts with an empty one).
     """
 
     def __init__(
@@ -141,27 +165,8 @@ class DecisionLogWriter:
         self.max_queue = max_queue
         self.batch_size = batch_size
         self.interval = interval
-        self._queue: deque[Decision] = deque()
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._start_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._running = False  # the writer thread runs in this process (cheaper than is_alive)
-        self._pid: int | None = None
-        self._stop = False
-        self._atexit = False
-        self._reset_counts()
-
-    def _reset_counts(self) -> None:
-        self._recorded = 0  # decisions handed to record() in this process
-        self._settled = 0  # of them, written or dropped
-        self._flush_target = 0
-        self._failing = False
-        self._drop_warned = False
-        self._outage_dropped = 0
-        self.written = 0
-        self.dropped = 0
-        self.replays = 0
+        self._queues: PerProcess[_Queue] = PerProcess(_Queue)
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     # -- the request path ----------------------------------------------------
 
@@ -171,28 +176,19 @@ class DecisionLogWriter:
         A full queue drops its oldest decision (counted, and logged once per
         outage).
         """
-        if not self._running:
-            self.start()
+        queue = self.start()
         first_drop = False
-        with self._lock:  # the condition's lock, without Condition's Python-level __enter__
-            queue = self._queue
-            if len(queue) >= self.max_queue:
-                queue.popleft()
-                first_drop = self._count_drops(1)
-            queue.append(decision)
-            self._recorded += 1
-            if len(queue) == self.batch_size:
-                self._cond.notify()
+        with queue.cond:
+            decisions = queue.decisions
+            if len(decisions) >= self.max_queue:
+                decisions.popleft()
+                first_drop = queue.count_drops(1)
+            decisions.append(decision)
+            queue.recorded += 1
+            if len(decisions) == self.batch_size:
+                queue.cond.notify()
         if first_drop:
             self._warn_full()
-
-    def _count_drops(self, count: int) -> bool:
-        """Count ``count`` dropped decisions (lock held); ``True`` for the outage's first."""
-        self.dropped += count
-        self._outage_dropped += count
-        self._settled += count
-        first, self._drop_warned = not self._drop_warned, True
-        return first
 
     def _warn_full(self) -> None:
         logger.warning(
@@ -206,61 +202,41 @@ class DecisionLogWriter:
     @property
     def pending(self) -> int:
         """Decisions recorded but not yet written (queued, or in the batch being written)."""
-        return self._recorded - self._settled
+        return self.stats()["pending"]
 
     def stats(self) -> dict[str, int]:
         """Counts of this process: ``pending``, ``written``, ``dropped``, ``replays``."""
-        with self._cond:
+        queue = self._queues.peek()
+        if queue is None:
+            return {"pending": 0, "written": 0, "dropped": 0, "replays": 0}
+        with queue.cond:
             return {
-                "pending": self._recorded - self._settled,
-                "written": self.written,
-                "dropped": self.dropped,
-                "replays": self.replays,
+                "pending": queue.recorded - queue.settled,
+                "written": queue.written,
+                "dropped": queue.dropped,
+                "replays": queue.replays,
             }
 
     # -- thread ----------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the writer thread in this process, unless it is running."""
-        with self._start_lock:
-            if self._thread is not None and self._thread.is_alive():
-                self._running = True
-                return
-            pid = os.getpid()
-            if self._pid is not None and self._pid != pid:
-                self._after_fork()
-            self._pid = pid
-            with self._cond:
-                self._stop = False
-            if not self._atexit:
-                self._atexit = True
-                atexit.register(_close_at_exit, weakref.ref(self))
-                clear_running_in_forked_child(self)
-            self._thread = threading.Thread(
-                target=_writer_loop,
-                args=(weakref.ref(self),),
-                name="flask-retention-decision-log",
-                daemon=True,
-            )
-            self._running = True
-            self._thread.start()
-
-    def _after_fork(self) -> None:
-        """In a forked worker: the parent writes what it queued; drop its connections unused.
-
-        The lock is new too (another thread of the parent may have held it
-        at the fork).
-        """
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._queue = deque()
-        self._reset_counts()
-        try:
-            self._engine().dispose(close=False)
-        except Exception as e:
-            logger.warning(
-                "flask-retention could not reset the pool after fork (%s)", _first_line(e)
-            )
+    def start(self) -> _Queue:
+        """Start the writer thread in this process, unless it is running; its queue."""
+        queue = self._queues.get()
+        thread = queue.thread
+        if thread is not None and thread.is_alive():
+            return queue
+        with queue.start_lock:
+            if queue.thread is None or not queue.thread.is_alive():
+                with queue.cond:
+                    queue.stop = False
+                queue.thread = threading.Thread(
+                    target=_writer_loop,
+                    args=(weakref.ref(self), queue),
+                    name="flask-retention-decision-log",
+                    daemon=True,
+                )
+                queue.thread.start()
+        return queue
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write every decision recorded so far; ``True`` once written (or dropped).
@@ -268,18 +244,21 @@ class DecisionLogWriter:
         ``False`` when ``timeout`` seconds passed first (the database is
         unreachable, say); the decisions stay queued.
         """
-        thread = self._thread
+        queue = self._queues.peek()
+        if queue is None:
+            return True
+        thread = queue.thread
         if thread is None or not thread.is_alive():
-            if not self._queue:
+            if not queue.decisions:
                 return True
             self.start()
         deadline = None if timeout is None else time.monotonic() + timeout
-        cond = self._cond
+        cond = queue.cond
         with cond:
-            target = self._recorded
-            self._flush_target = max(self._flush_target, target)
+            target = queue.recorded
+            queue.flush_target = max(queue.flush_target, target)
             cond.notify_all()
-            while self._settled < target:
+            while queue.settled < target:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -292,11 +271,14 @@ class DecisionLogWriter:
         A later :meth:`record` starts a new thread. When the database cannot
         be reached, the decisions still queued are logged as lost.
         """
-        with self._start_lock:
-            with self._cond:
-                self._stop = True
-                self._cond.notify_all()
-            thread = self._thread
+        queue = self._queues.peek()
+        if queue is None:
+            return
+        with queue.start_lock:
+            with queue.cond:
+                queue.stop = True
+                queue.cond.notify_all()
+            thread = queue.thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
             if thread.is_alive():
@@ -304,54 +286,56 @@ class DecisionLogWriter:
                     "flask-retention: the decision log writer did not finish within %s s; "
                     "%d decisions are still queued.",
                     timeout,
-                    len(self._queue),
+                    len(queue.decisions),
                 )
                 return
-        if self._queue and self._pid == os.getpid():
-            # The thread is gone (or never ran here): write the rest in the caller.
-            while self._step():
+        if queue.decisions:
+            # The thread is gone (or never ran): write the rest in the caller.
+            with queue.cond:
+                queue.stop = True
+            while self._step(queue):
                 pass
 
     # -- the writer ------------------------------------------------------------
 
-    def _step(self) -> bool:
+    def _step(self, queue: _Queue) -> bool:
         """Wait for work, write one batch; ``False`` when the thread should end."""
-        cond = self._cond
+        cond = queue.cond
         with cond:
-            if self._failing and not self._stop:
+            if queue.failing and not queue.stop:
                 deadline = time.monotonic() + self.interval
-                while not self._stop and (left := deadline - time.monotonic()) > 0:
+                while not queue.stop and (left := deadline - time.monotonic()) > 0:
                     cond.wait(left)
             elif (
-                not self._stop
-                and len(self._queue) < self.batch_size
-                and self._flush_target <= self._settled
+                not queue.stop
+                and len(queue.decisions) < self.batch_size
+                and queue.flush_target <= queue.settled
             ):
                 cond.wait(self.interval)
-            stopping = self._stop
-            queue = self._queue
-            batch = [queue.popleft() for _ in range(min(len(queue), self.batch_size))]
+            stopping = queue.stop
+            decisions = queue.decisions
+            batch = [decisions.popleft() for _ in range(min(len(decisions), self.batch_size))]
         if not batch:
             return not stopping
         try:
             written, replays = self._write(batch)
         except _Unwritten as e:
-            self._requeue(e.remaining, e.cause)
+            self._requeue(queue, e.remaining, e.cause)
             if stopping:
+                with cond:
+                    lost = len(queue.decisions)
+                    queue.decisions.clear()
+                    queue.count_drops(lost)
+                    cond.notify_all()
                 logger.error(
                     "flask-retention: %d decisions could not be written at exit (%s); they are "
                     "lost.",
-                    len(self._queue),
+                    lost,
                     _first_line(e.cause),
                 )
-                with cond:
-                    lost = len(self._queue)
-                    self._queue.clear()
-                    self._count_drops(lost)
-                    cond.notify_all()
                 return False
             return True
-        self._settle(len(batch), written, replays)
+        self._settle(queue, len(batch), written, replays)
         return True
 
     def _write(self, batch: list[Decision]) -> tuple[int, list[str]]:
@@ -400,14 +384,14 @@ class DecisionLogWriter:
                 raise _Unwritten(e, batch[index:]) from None
         return written, replays
 
-    def _settle(self, count: int, written: int, replays: list[str]) -> None:
+    def _settle(self, queue: _Queue, count: int, written: int, replays: list[str]) -> None:
         """Count a written batch, after logging about it (a flush returns after the log)."""
-        with self._cond:
-            recovered = self._failing
-            dropped = self._outage_dropped
-            self._failing = False
-            self._drop_warned = False
-            self._outage_dropped = 0
+        with queue.cond:
+            recovered = queue.failing
+            dropped = queue.outage_dropped
+            queue.failing = False
+            queue.drop_warned = False
+            queue.outage_dropped = 0
         if recovered:
             logger.warning(
                 "flask-retention writes the decision log again; %d decisions were dropped "
@@ -430,32 +414,32 @@ class DecisionLogWriter:
                 len(replays),
                 ", ".join(replays[:5]) + (", ..." if len(replays) > 5 else ""),
             )
-        with self._cond:
-            self.written += written
-            self.dropped += count - written
-            self.replays += len(replays)
-            self._settled += count
-            self._cond.notify_all()
+        with queue.cond:
+            queue.written += written
+            queue.dropped += count - written
+            queue.replays += len(replays)
+            queue.settled += count
+            queue.cond.notify_all()
 
-    def _requeue(self, remaining: list[Decision], cause: BaseException) -> None:
+    def _requeue(self, queue: _Queue, remaining: list[Decision], cause: BaseException) -> None:
         """Put an unwritten batch back at the head of the queue, within its bound."""
         first_failure = False
         first_drop = False
-        with self._cond:
-            queue = self._queue
-            room = self.max_queue - len(queue)
+        with queue.cond:
+            decisions = queue.decisions
+            room = self.max_queue - len(decisions)
             if room < len(remaining):
                 excess = len(remaining) - max(room, 0)
-                first_drop = self._count_drops(excess)
+                first_drop = queue.count_drops(excess)
                 remaining = remaining[excess:]
-            queue.extendleft(reversed(remaining))
-            while len(queue) > self.max_queue:  # only if the bound was exceeded meanwhile
-                queue.popleft()
-                first_drop = self._count_drops(1) or first_drop
-            if not self._failing:
-                self._failing = first_failure = True
-            waiting = len(queue)
-            self._cond.notify_all()
+            decisions.extendleft(reversed(remaining))
+            while len(decisions) > self.max_queue:  # only if the bound was exceeded meanwhile
+                decisions.popleft()
+                first_drop = queue.count_drops(1) or first_drop
+            if not queue.failing:
+                queue.failing = first_failure = True
+            waiting = len(decisions)
+            queue.cond.notify_all()
         if first_failure:
             logger.warning(
                 "flask-retention could not write the decision log (%s); %d decisions wait in "

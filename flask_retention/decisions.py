@@ -3,7 +3,7 @@
 Every request to the endpoint, answered or rejected, produces one
 :class:`Decision` and sends :data:`retention_decided` with
 ``sender=app, decision=decision``. The decision log (and any host code)
-listens to it; sending with no receiver costs about a microsecond.
+listens to it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ FallbackReason = Literal[
     "overloaded",
     "invalid_choice",
     "unknown_name",
+    "catalogue_unavailable",
     "unapproved",
     "not_allowed_for_kind",
     "offer_not_configured",
@@ -49,6 +50,7 @@ FALLBACK_REASONS: Final[frozenset[str]] = frozenset(
         "overloaded",  # every selector worker was busy (stuck selectors)
         "invalid_choice",  # the selector returned something that is not a choice
         "unknown_name",  # a message name the catalogue does not know
+        "catalogue_unavailable",  # a name, while this process could not load the catalogue
         "unapproved",  # a message known not to be APPROVED
         "not_allowed_for_kind",  # image or bullets on a switch-plan / offer message
         "offer_not_configured",  # PromotionalOffer without the In-App Purchase key set
@@ -88,34 +90,16 @@ class Decision:
     latency_ms: float = 0.0
     started: float = field(default_factory=time.perf_counter, repr=False, compare=False)
     """``time.perf_counter()`` when the request arrived; ``latency_ms`` is measured from it."""
-    _request: RealtimeRequest | None = field(default=None, init=False, repr=False, compare=False)
 
     def note_request(self, req: RealtimeRequest) -> None:
-        """Copy the verified request's fields into the decision; its ``request_identifier``
-        and ``signed_date`` when the decision is completed (see :meth:`complete`)."""
+        """Copy the verified request's typed fields into the decision (never ``raw``)."""
+        self.request_identifier = req.request_identifier
         self.original_transaction_id = req.original_transaction_id
         self.app_apple_id = req.app_apple_id
         self.product_id = req.product_id
         self.locale = req.locale
         self.environment = req.environment
-        self._request = req
-
-    def complete(self) -> Decision:
-        """Copy the noted request's ``request_identifier`` and ``signed_date``, and return
-        the decision.
-
-        The endpoint's requests parse their UUID and date only when they are
-        read; a decision reads them here, off the request path: the decision
-        log's writer completes each decision before writing it, and the endpoint
-        completes it before sending :data:`retention_decided`, so that every
-        receiver sees it whole.
-        """
-        req = self._request
-        if req is not None:
-            self._request = None
-            self.request_identifier = req.request_identifier
-            self.signed_date = req.signed_date
-        return self
+        self.signed_date = req.signed_date
 
     def note_choice(self, choice: object) -> None:
         """Record the experiment and variant a choice is tagged with (even if the fallback

@@ -16,8 +16,10 @@ process or host are caught afterwards by the decision log's unique key.
 from __future__ import annotations
 
 import logging
-import threading
+import uuid
 from collections import deque
+
+from .per_process import process_lock
 
 logger = logging.getLogger("flask_retention")
 
@@ -32,25 +34,22 @@ class ReplayGuard:
             raise ValueError("max_entries must be at least 1")
         self.max_age = max_age
         self.max_entries = max_entries
-        self._lock = threading.Lock()
-        self._expiry: dict[str, float] = {}
-        self._order: deque[tuple[float, str]] = deque()
+        self._lock = process_lock()
+        self._expiry: dict[uuid.UUID, float] = {}
+        self._order: deque[tuple[float, uuid.UUID]] = deque()
         self._warned = False
 
     def __len__(self) -> int:
         return len(self._expiry)
 
-    def first_time(self, request_identifier: str, signed_at: float, now: float) -> bool:
+    def first_time(self, request_identifier: uuid.UUID, signed_at: float, now: float) -> bool:
         """Record the identifier; ``False`` when it was already recorded and has not expired.
 
-        ``request_identifier`` is its text as signed: a replay is the same signed
-        request, so the same text (two spellings of one UUID can only come from two
-        requests that Apple signed, which the decision log's unique key tells
-        apart). ``signed_at`` and ``now`` are POSIX timestamps (seconds).
+        ``signed_at`` and ``now`` are POSIX timestamps (seconds).
         """
         expires = signed_at + self.max_age
         key = request_identifier
-        with self._lock:
+        with self._lock.get():
             order, expiry = self._order, self._expiry
             while order and order[0][0] <= now:
                 _, old = order.popleft()
