@@ -302,7 +302,7 @@ def example_request(
     from flask_retention.devca import dev_ca_folder, load_dev_ca_signer
     from flask_retention.errors import RetentionError
 
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = current_app
     try:
         signer = load_dev_ca_signer(dev_ca_folder(app))
         status, answer = send_example_request(

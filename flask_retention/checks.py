@@ -38,7 +38,7 @@ def run_checks(app: Flask | None = None, environment: str | None = None) -> list
     from .extension import get_state
     from .models import Decision
 
-    app = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+    app = app if app is not None else current_app
     state = get_state(app)
     settings = state.settings
     env = environment or settings.default_environment

@@ -410,7 +410,7 @@ def notifications() -> Response:
     try:
         if request.method != "POST":
             raise Rejected(405, "method_not_allowed", "The notifications endpoint accepts POST.")
-        token = read_signed_payload(request, current_app.config.get("MAX_CONTENT_LENGTH"))
+        token = read_signed_payload(request)
         try:
             received = receiver.record(token)
         except VerificationError as e:

@@ -9,27 +9,26 @@ fallback, because Apple would show its default anyway.
 
 from __future__ import annotations
 
+import json
 import logging
-import re
-import threading
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import marshmallow as ma
-from flask import Flask, Response
+from flask import Flask, Request, Response
 from marshmallow import fields, validate
-from werkzeug.wrappers import Request
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from .choices import RealtimeRequest, lazy_request
+from .choices import RealtimeRequest
 from .decision_log import DecisionLogWriter
 from .decisions import Decision, FallbackReason, retention_decided
 from .errors import ConfigurationError, VerificationError
-from .jsontext import dumps_compact, loads_body
+from .per_process import process_lock
 from .replay import ReplayGuard
 from .responses import Answer, OfferSigner, Unsendable, fallback, resolve
-from .selection import AlarmRunner, SelectorPool
-from .verification import YEAR_9999_MS, JWSVerifier
+from .selection import Outcome, SelectorPool
+from .verification import JWSVerifier
 
 if TYPE_CHECKING:
     from .extension import RetentionState
@@ -38,6 +37,16 @@ logger = logging.getLogger("flask_retention")
 
 #: The largest request body accepted (Apple's are a few kilobytes).
 BODY_LIMIT: Final = 64 * 1024
+
+#: Seconds Apple waits for an answer, and the margin kept for the network and our own work.
+APPLE_DEADLINE: Final = 0.7
+MARGIN: Final = 0.1
+
+
+def catalogue_wait(selector_timeout: float) -> float:
+    """Seconds a request may wait for its process's first catalogue load: what Apple's
+    deadline leaves after the selector's time limit and :data:`MARGIN` (at least 0.1 s)."""
+    return max(APPLE_DEADLINE - selector_timeout - MARGIN, 0.1)
 
 
 class Rejected(Exception):
@@ -89,100 +98,39 @@ class RealtimeRequestSchema(ma.Schema):
     signed_date = TimestampMs(required=True, data_key="signedDate")
 
 
-#: A UUID in its usual text form (any case): what Apple sends, and all that
-#: :func:`plain_request` takes; ``uuid.UUID`` parses it to the same value as the schema.
-_UUID_TEXT: Final = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-).fullmatch
+def too_large(limit: int = BODY_LIMIT) -> Rejected:
+    """The ``413`` of a body over ``limit`` bytes."""
+    return Rejected(413, "too_large", f"The body is over {limit} bytes.")
 
 
-def plain_request(payload: Any) -> RealtimeRequest | None:
-    """The request of a payload in its plain form (every field present, of its exact JSON
-    type, well-formed), or ``None``.
-
-    The hot path's shortcut past :class:`RealtimeRequestSchema` (about 20 µs, a
-    fifth of the ES256 verification): it accepts only payloads the schema
-    accepts, with the same result (a test holds it to that), and everything
-    else goes through the schema, which refuses it or loads it and says why.
-    The request is a :func:`~flask_retention.choices.lazy_request`: its UUID
-    and date are checked here and parsed when first read.
-    """
-    try:
-        otid = payload["originalTransactionId"]
-        app_apple_id = payload["appAppleId"]
-        product_id = payload["productId"]
-        locale = payload["userLocale"]
-        request_identifier = payload["requestIdentifier"]
-        environment = payload["environment"]
-        signed_ms = payload["signedDate"]
-    except (KeyError, TypeError):
-        return None
-    if (
-        type(otid) is str
-        and otid
-        and type(app_apple_id) is int
-        and type(product_id) is str
-        and product_id
-        and type(locale) is str
-        and locale
-        and type(request_identifier) is str
-        and _UUID_TEXT(request_identifier)
-        and type(environment) is str
-        and type(signed_ms) is int
-        and 0 <= signed_ms < YEAR_9999_MS  # the verifier's bound, within datetime's
-    ):
-        return lazy_request(payload, otid, app_apple_id, product_id, locale, environment)
-    return None
-
-
-def read_signed_payload(request: Request, max_content_length: int | None) -> str:
+def read_signed_payload(request: Request) -> str:
     """The ``signedPayload`` of the body: at most :data:`BODY_LIMIT` bytes, JSON whatever
     the Content-Type says.
 
-    A body with a ``Content-Length`` within both limits (:data:`BODY_LIMIT` and the
-    host's ``MAX_CONTENT_LENGTH``, given as ``max_content_length``) is read straight
-    from ``wsgi.input``; anything else goes through Werkzeug's stream, which
-    refuses what the host's limit refuses.
+    The body is read through Werkzeug (``get_data(cache=True)``), so that a
+    host hook that read it before, or reads it after, sees the same bytes. The
+    request's ``max_content_length`` is the host's when that is smaller, else
+    one byte over our limit: Werkzeug refuses a longer declared length, and
+    stops a chunked body at the cap, which the length of what was read shows.
     """
-    environ = request.environ
+    host_limit = request.max_content_length
+    if host_limit is None or host_limit > BODY_LIMIT:
+        request.max_content_length = BODY_LIMIT + 1
+    limit = BODY_LIMIT if host_limit is None else min(host_limit, BODY_LIMIT)
     try:
-        length = int(environ["CONTENT_LENGTH"])
-    except (KeyError, ValueError, TypeError):
-        length = -1
-    if 0 <= length <= BODY_LIMIT and (max_content_length is None or length <= max_content_length):
-        body = _read(environ["wsgi.input"], length)
-    else:
-        body = _read_stream(request)
+        body = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise too_large(limit) from None
+    if len(body) > BODY_LIMIT:
+        raise too_large(limit)
     try:
-        document = loads_body(body)
+        document = json.loads(body)
     except (ValueError, RecursionError):
         raise malformed('The body is not JSON; send {"signedPayload": "<JWS>"}.') from None
     token = document.get("signedPayload") if isinstance(document, dict) else None
     if not isinstance(token, str):
         raise malformed('The body has no "signedPayload" string.')
     return token
-
-
-def _read(stream: Any, wanted: int) -> bytes:
-    """Up to ``wanted`` bytes of ``stream`` (fewer only when it ends first)."""
-    body = stream.read(wanted)
-    while len(body) < wanted:
-        chunk = stream.read(wanted - len(body))
-        if not chunk:
-            break
-        body += chunk
-    return bytes(body)
-
-
-def _read_stream(request: Request) -> bytes:
-    length = request.content_length
-    if length is not None and length > BODY_LIMIT:
-        raise Rejected(413, "too_large", f"The body is over {BODY_LIMIT} bytes.")
-    # Without a Content-Length (a chunked body), read one byte past the limit to see it.
-    body = _read(request.stream, BODY_LIMIT + 1 if length is None else length)
-    if len(body) > BODY_LIMIT:
-        raise Rejected(413, "too_large", f"The body is over {BODY_LIMIT} bytes.")
-    return body
 
 
 class RealtimeEndpoint:
@@ -197,17 +145,12 @@ class RealtimeEndpoint:
         self.schema = RealtimeRequestSchema()
         self.replays = ReplayGuard(settings.max_request_age)
         self.pool = SelectorPool(
-            app, size=settings.selector_workers, timeout=settings.selector_timeout
+            app, max_workers=settings.selector_workers, timeout=settings.selector_timeout
         )
-        #: Runs the selector in the request thread when it is the main thread, else ``None``.
-        self.alarm: AlarmRunner | None = (
-            AlarmRunner(app, timeout=settings.selector_timeout)
-            if settings.selector_runner == "auto"
-            else None
-        )
+        self.catalogue_wait = catalogue_wait(settings.selector_timeout)
         self.offers = OfferSigner.from_settings(settings)
         self._no_selector_logged = False
-        self._log_lock = threading.Lock()
+        self._log_lock = process_lock()
         # RETENTION_TRUST_DEV_CA: its root is added on the first request once it exists,
         # so that `flask retention dev-ca` can run in an app that already trusts it.
         self._dev_ca_pending = settings.trust_dev_ca
@@ -238,9 +181,6 @@ class RealtimeEndpoint:
             payload = self.verifier.verify(token)
         except VerificationError as e:
             raise Rejected(400 if e.reason == "malformed" else 401, e.reason, e.message) from None
-        req = plain_request(payload)
-        if req is not None:
-            return req
         try:
             loaded = self.schema.load(payload)
         except ma.ValidationError as e:
@@ -259,9 +199,7 @@ class RealtimeEndpoint:
                 f"environment {req.environment!r} is not accepted here "
                 f"(RETENTION_ENVIRONMENT: {', '.join(settings.environments)}).",
             )
-        # From the payload as signed (the schema has checked both): no date or UUID to parse.
-        raw = req.raw
-        signed = raw["signedDate"] / 1000
+        signed = req.signed_date.timestamp()
         if abs(now - signed) > settings.max_request_age:
             raise Rejected(
                 403,
@@ -270,40 +208,31 @@ class RealtimeEndpoint:
                 f"{'past' if signed < now else 'future'}; at most {settings.max_request_age} s "
                 "either way is accepted (RETENTION_MAX_REQUEST_AGE).",
             )
-        if not self.replays.first_time(raw["requestIdentifier"], signed, now):
+        if not self.replays.first_time(req.request_identifier, signed, now):
             raise Rejected(
                 403, "replayed", f"requestIdentifier {req.request_identifier} was answered before."
             )
 
     def answer(self, req: RealtimeRequest, decision: Decision) -> Answer:
-        """The selector's choice resolved, or the fallback; never raises."""
+        """The selector's choice resolved, or the fallback; never raises.
+
+        The selector starts first; while it runs, a process that has not loaded
+        its catalogue yet waits for that (at most :attr:`catalogue_wait`), so that
+        no answer is resolved against a catalogue that is not there.
+        """
         lookup = self.state.lookup
         try:
             selector = self.state.retention.selector_for(req.product_id)
             if selector is None:
                 self._log_no_selector()
+                lookup.ready(self.catalogue_wait)
                 return fallback(req, lookup, "no_selector")
             decision.selector = getattr(selector, "__qualname__", None) or repr(selector)
-            alarm = self.alarm
-            outcome = None if alarm is None else alarm.run(selector, req)
-            if outcome is None:
-                outcome = self.pool.run(selector, req)
+            call = self.pool.start(selector, req)
+            lookup.ready(self.catalogue_wait)
+            outcome = call if isinstance(call, Outcome) else call.result()
             if outcome.status != "ok":
-                reason: FallbackReason = (
-                    "selector_error" if outcome.status == "error" else outcome.status
-                )
-                if reason != "selector_error":  # the worker logged the exception itself
-                    logger.warning(
-                        "flask-retention: selector %s %s for request %s (%s); the fallback "
-                        "answers.",
-                        decision.selector,
-                        "overran RETENTION_SELECTOR_TIMEOUT"
-                        if reason == "timeout"
-                        else "had no free worker",
-                        req.request_identifier,
-                        self.pool.stats(),
-                    )
-                return fallback(req, lookup, reason)
+                return self._no_outcome(req, decision, outcome)
             choice = outcome.value
             if choice is None:
                 return fallback(req, lookup, "no_choice")
@@ -323,24 +252,41 @@ class RealtimeEndpoint:
             )
             return fallback(req, lookup, "internal_error")
 
+    def _no_outcome(self, req: RealtimeRequest, decision: Decision, outcome: Outcome) -> Answer:
+        """The fallback for a selector that raised, overran its time limit, or found no
+        free worker (the worker logged an exception itself)."""
+        reasons: dict[str, FallbackReason] = {
+            "error": "selector_error",
+            "timeout": "timeout",
+            "overloaded": "overloaded",
+        }
+        reason = reasons[outcome.status]
+        if reason != "selector_error":
+            logger.warning(
+                "flask-retention: selector %s %s for request %s (%s); the fallback answers.",
+                decision.selector,
+                "overran RETENTION_SELECTOR_TIMEOUT"
+                if reason == "timeout"
+                else "found no free worker within RETENTION_SELECTOR_TIMEOUT",
+                req.request_identifier,
+                self.pool.stats(),
+            )
+        return fallback(req, self.state.lookup, reason)
+
     # -- the response and its decision ---------------------------------------
 
-    def respond(self, decision: Decision, status: int, body: dict[str, Any] | bytes) -> Response:
-        """The JSON response (``body`` a dict, or already encoded); completes ``decision``
-        and sends :data:`retention_decided`."""
-        if not isinstance(body, bytes):
-            body = dumps_compact(body)
-        response = self.app.response_class(body, status, content_type="application/json")
+    def respond(self, decision: Decision, status: int, body: dict[str, Any]) -> Response:
+        """The JSON response; records ``decision`` and sends :data:`retention_decided`."""
+        response = self.app.response_class(
+            json.dumps(body, separators=(",", ":")), status, content_type="application/json"
+        )
         if status == 405:
             response.headers["Allow"] = "POST"
         decision.status = status
         decision.latency_ms = (time.perf_counter() - decision.started) * 1000
-        receivers = bool(retention_decided.receivers)
-        if receivers:
-            decision.complete()  # else the log's writer completes it, off the request path
         if self.decision_log is not None:
             self.decision_log.record(decision)
-        if receivers:
+        if retention_decided.receivers:
             try:
                 retention_decided.send(self.app, decision=decision)
             except Exception:
@@ -359,7 +305,7 @@ class RealtimeEndpoint:
         decision.kind = answer.kind
         decision.message_id = answer.message_id
         decision.fallback_reason = answer.fallback_reason
-        return self.respond(decision, 200, answer.json())
+        return self.respond(decision, 200, answer.body)
 
     # -- helpers -------------------------------------------------------------
 
@@ -368,7 +314,7 @@ class RealtimeEndpoint:
         log how to make it (once) and verify without it."""
         from .devca import dev_ca_folder, dev_ca_root
 
-        with self._log_lock:
+        with self._log_lock.get():
             if not self._dev_ca_pending:
                 return
             try:
@@ -382,7 +328,7 @@ class RealtimeEndpoint:
             self._dev_ca_pending = False
 
     def _log_no_selector(self) -> None:
-        with self._log_lock:
+        with self._log_lock.get():
             first, self._no_selector_logged = not self._no_selector_logged, True
         if first:
             logger.warning(

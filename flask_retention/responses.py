@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -29,7 +29,6 @@ from .choices import (
 )
 from .config import Settings
 from .decisions import FallbackReason, Kind
-from .jsontext import dumps_compact
 from .lookup import CatalogueLookup, parse_uuid
 
 logger = logging.getLogger("flask_retention")
@@ -45,35 +44,11 @@ class Answer:
     kind: Kind
     message_id: uuid.UUID | None = None
     fallback_reason: FallbackReason | None = None
-    #: ``body`` as compact JSON, when it was encoded ahead (see :func:`message_answer`).
-    encoded: bytes | None = field(default=None, repr=False, compare=False)
-
-    def json(self) -> bytes:
-        """The body as compact JSON."""
-        return self.encoded if self.encoded is not None else dumps_compact(self.body)
-
-
-#: Answers naming one message, by (message, fallback reason): there are few of them, and
-#: they are the usual answer, so each is built and encoded once.
-_message_answers: dict[tuple[int, FallbackReason | None], Answer] = {}
-_MESSAGE_ANSWERS_MAX: Final = 4096
-
-
-#: Message UUIDs sent as they are (not in the catalogue) whose debug line was logged.
-_passed_through: set[int] = set()
 
 
 def message_answer(mid: uuid.UUID, reason: FallbackReason | None = None) -> Answer:
-    """The answer ``{"message": {"messageIdentifier": mid}}`` (shared: do not change it)."""
-    key = (mid.int, reason)  # an int hashes in C, a uuid.UUID in Python
-    answer = _message_answers.get(key)
-    if answer is None:
-        body = {"message": {"messageIdentifier": str(mid)}}
-        answer = Answer(body, "message", mid, reason, encoded=dumps_compact(body))
-        if len(_message_answers) >= _MESSAGE_ANSWERS_MAX:
-            _message_answers.clear()
-        _message_answers[key] = answer
-    return answer
+    """The answer ``{"message": {"messageIdentifier": mid}}``."""
+    return Answer({"message": {"messageIdentifier": str(mid)}}, "message", mid, reason)
 
 
 class Unsendable(Exception):
@@ -146,17 +121,17 @@ def _message_id(
     if facts is None:
         known = parse_uuid(message)
         if known is None:
+            if not lookup.loaded:
+                raise Unsendable(
+                    "catalogue_unavailable",
+                    f"message {message!r} is a name, and this process has not loaded the "
+                    "catalogue (is the database reachable, and did `flask retention init-db` "
+                    "run?)",
+                )
             raise Unsendable(
                 "unknown_name", f"no message named {message!r} in the {req.environment} catalogue"
             )
-        if known.int not in _passed_through:  # logged once per message, not per request
-            if len(_passed_through) >= _MESSAGE_ANSWERS_MAX:
-                _passed_through.clear()
-            _passed_through.add(known.int)
-            logger.debug(
-                "flask-retention: message %s is not in the catalogue; sent as is (said once).",
-                known,
-            )
+        logger.debug("flask-retention: message %s is not in the catalogue; sent as is.", known)
         return known
     if not facts.approved:
         raise Unsendable("unapproved", f"message {message!r} is not APPROVED in {req.environment}")

@@ -13,9 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Request, Response, current_app, request
 from werkzeug.exceptions import HTTPException, default_exceptions
-from werkzeug.wrappers import Request
 
 from .decisions import Decision
 from .realtime import RealtimeEndpoint, Rejected, read_signed_payload
@@ -42,12 +41,12 @@ def not_post() -> Rejected:
 
 def answer_request(endpoint: RealtimeEndpoint, req: Request) -> Response:
     """Answer one ``Get Retention Message`` request (DESIGN.md, "Endpoint") for
-    ``endpoint``; ``req`` is the request object itself, not its proxy."""
+    ``endpoint``."""
     decision = Decision(received_at=datetime.now(UTC))
     try:
         if req.method != "POST":
             raise not_post()
-        token = read_signed_payload(req, endpoint.app.config.get("MAX_CONTENT_LENGTH"))  # 413, 400
+        token = read_signed_payload(req)  # 413, 400
         realtime_request = endpoint.verify(token)  # 401 <reason>, 400 malformed
         decision.note_request(realtime_request)
         endpoint.check(realtime_request, time.time())  # 403 wrong_app, wrong_environment, ...
@@ -117,7 +116,7 @@ def register_endpoint(app: Flask, state: RetentionState) -> None:
 
     def realtime() -> Response:
         """The view: :func:`answer_request` with this app's endpoint at hand."""
-        return answer_request(endpoint, request._get_current_object())  # type: ignore[attr-defined]
+        return answer_request(endpoint, request)
 
     register_json_blueprint(
         app, BLUEPRINT_NAME, rule, realtime, http_error=_http_error, unexpected=_unexpected

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -17,11 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask_retention import Message, NoChoice, PromotionalOffer, RealtimeRequest, SwitchPlan
 from flask_retention.lookup import EmptyLookup, MessageFacts
 from flask_retention.responses import (
-    Answer,
     OfferSigner,
     Unsendable,
     fallback,
-    message_answer,
     resolve,
 )
 
@@ -281,35 +278,32 @@ def test_fallback_answers_empty_when_the_lookup_fails(caplog: pytest.LogCaptureF
     assert "catalogue lookup failed" in caplog.text
 
 
-def test_message_answers_are_encoded_once_and_shared() -> None:
-    mid = uuid.uuid4()
-    answer = message_answer(mid)
-    assert answer is message_answer(mid)
-    assert answer.json() == json.dumps(answer.body, separators=(",", ":")).encode()
-    assert json.loads(answer.json()) == {"message": {"messageIdentifier": str(mid)}}
-    fallback_answer = message_answer(mid, "timeout")
-    assert fallback_answer is not answer
-    assert fallback_answer.fallback_reason == "timeout"
-    assert fallback_answer.json() == answer.json()
-
-
-def test_answers_built_per_request_are_encoded_when_sent() -> None:
-    answer = Answer(
-        {"alternateProduct": {"messageIdentifier": "x", "productId": "p"}}, "alternate_product"
-    )
-    assert answer.encoded is None
-    assert answer.json() == b'{"alternateProduct":{"messageIdentifier":"x","productId":"p"}}'
-
-
-def test_a_uuid_sent_as_is_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_uuid_sent_as_is_is_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
     mid = uuid.uuid4()
     with caplog.at_level(logging.DEBUG, logger="flask_retention"):
-        for _ in range(3):
-            answer = resolve(Message(mid), realtime_request(), EmptyLookup(), None)
-            assert answer.message_id == mid
-    assert [r.getMessage() for r in caplog.records].count(
-        f"flask-retention: message {mid} is not in the catalogue; sent as is (said once)."
-    ) == 1
+        answer = resolve(Message(mid), realtime_request(), EmptyLookup(), None)
+    assert answer.body == {"message": {"messageIdentifier": str(mid)}}
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("DEBUG", f"flask-retention: message {mid} is not in the catalogue; sent as is.")
+    ]
+
+
+class UnloadedLookup(MemoryLookup):
+    """A catalogue this process could not load (yet)."""
+
+    loaded = False
+
+
+def test_a_name_before_the_catalogue_loaded_is_catalogue_unavailable_not_unknown() -> None:
+    with pytest.raises(Unsendable) as info:
+        resolve(Message("winback"), realtime_request(), UnloadedLookup(), None)
+    assert info.value.reason == "catalogue_unavailable"
+    with pytest.raises(Unsendable) as known:
+        resolve(Message("winback"), realtime_request(), MemoryLookup(), None)
+    assert known.value.reason == "unknown_name"
+    mid = uuid.uuid4()
+    passed = resolve(Message(mid), realtime_request(), UnloadedLookup(), None)
+    assert passed.body == {"message": {"messageIdentifier": str(mid)}}
 
 
 def test_no_choice_resolves_to_the_fallback() -> None:
