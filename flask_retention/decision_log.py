@@ -37,12 +37,14 @@ import sqlalchemy as sa
 
 from .decisions import Decision
 from .models import metadata
-from .per_process import PerProcess
+from .per_process import DaemonThread, PerProcess
 
 logger = logging.getLogger("flask_retention.decision_log")
 
 _TABLE: Final = metadata.tables["retention_decisions"]
 _INSERT: Final = sa.insert(_TABLE)
+
+WRITER_THREAD: Final = "flask-retention-decision-log"
 
 #: Decisions deleted per transaction by :func:`purge_decisions`.
 PURGE_BATCH: Final = 5000
@@ -103,9 +105,8 @@ class _Queue:
 
     # Made in the serving process on first use (gevent's lock when it is patched).
     cond: threading.Condition = field(default_factory=lambda: threading.Condition())
-    start_lock: threading.Lock = field(default_factory=lambda: threading.Lock())
+    writer: DaemonThread = field(default_factory=lambda: DaemonThread(WRITER_THREAD))
     decisions: deque[Decision] = field(default_factory=deque)
-    thread: threading.Thread | None = None
     stop: bool = False
     recorded: int = 0  # decisions handed to record() in this process
     settled: int = 0  # of them, written or dropped
@@ -222,20 +223,12 @@ class DecisionLogWriter:
     def start(self) -> _Queue:
         """Start the writer thread in this process, unless it is running; its queue."""
         queue = self._queues.get()
-        thread = queue.thread
-        if thread is not None and thread.is_alive():
-            return queue
-        with queue.start_lock:
-            if queue.thread is None or not queue.thread.is_alive():
-                with queue.cond:
-                    queue.stop = False
-                queue.thread = threading.Thread(
-                    target=_writer_loop,
-                    args=(weakref.ref(self), queue),
-                    name="flask-retention-decision-log",
-                    daemon=True,
-                )
-                queue.thread.start()
+
+        def unstop() -> None:
+            with queue.cond:
+                queue.stop = False
+
+        queue.writer.start(_writer_loop, weakref.ref(self), queue, before=unstop)
         return queue
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -247,8 +240,7 @@ class DecisionLogWriter:
         queue = self._queues.peek()
         if queue is None:
             return True
-        thread = queue.thread
-        if thread is None or not thread.is_alive():
+        if not queue.writer.alive:
             if not queue.decisions:
                 return True
             self.start()
@@ -274,21 +266,20 @@ class DecisionLogWriter:
         queue = self._queues.peek()
         if queue is None:
             return
-        with queue.start_lock:
+
+        def stop() -> None:
             with queue.cond:
                 queue.stop = True
                 queue.cond.notify_all()
-            thread = queue.thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-            if thread.is_alive():
-                logger.warning(
-                    "flask-retention: the decision log writer did not finish within %s s; "
-                    "%d decisions are still queued.",
-                    timeout,
-                    len(queue.decisions),
-                )
-                return
+
+        if not queue.writer.stop(stop, timeout):
+            logger.warning(
+                "flask-retention: the decision log writer did not finish within %s s; "
+                "%d decisions are still queued.",
+                timeout,
+                len(queue.decisions),
+            )
+            return
         if queue.decisions:
             # The thread is gone (or never ran): write the rest in the caller.
             with queue.cond:

@@ -50,3 +50,48 @@ class PerProcess(Generic[T]):
 def process_lock() -> PerProcess[threading.Lock]:
     """A lock made on first use in each process (``with lock.get(): ...``)."""
     return PerProcess(lambda: threading.Lock())
+
+
+class DaemonThread:
+    """A named daemon thread that :meth:`start` starts unless it runs, and again once it
+    has ended; make one in a per-process state, so that each process has its own."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread runs."""
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(
+        self,
+        target: Callable[..., object],
+        *args: object,
+        before: Callable[[], None] | None = None,
+    ) -> None:
+        """Run ``target(*args)`` in the thread unless it runs; ``before()`` first, under
+        the lock that :meth:`stop` takes too."""
+        if self.alive:
+            return
+        with self.lock:
+            if not self.alive:
+                if before is not None:
+                    before()
+                self.thread = threading.Thread(
+                    target=target, args=args, name=self.name, daemon=True
+                )
+                self.thread.start()
+
+    def stop(self, signal_stop: Callable[[], None], timeout: float | None) -> bool:
+        """Call ``signal_stop()`` under the lock, then wait at most ``timeout`` seconds
+        for the thread to end; ``True`` once it has (or never ran)."""
+        with self.lock:
+            signal_stop()
+            thread = self.thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()

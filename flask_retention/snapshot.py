@@ -28,7 +28,7 @@ from .catalogue import read_version
 from .choices import ENVIRONMENTS, MessageRef
 from .lookup import MessageFacts, parse_uuid
 from .models import AppleState, BulletPoint, Default, Image, Message
-from .per_process import PerProcess
+from .per_process import DaemonThread, PerProcess
 
 logger = logging.getLogger("flask_retention.snapshot")
 
@@ -162,9 +162,8 @@ class _Refresher:
     # Each made when the state is, in the serving process (gevent's when patched).
     attempted: threading.Event = field(default_factory=lambda: threading.Event())
     stop: threading.Event = field(default_factory=lambda: threading.Event())
-    start_lock: threading.Lock = field(default_factory=lambda: threading.Lock())
     refresh_lock: threading.Lock = field(default_factory=lambda: threading.Lock())
-    thread: threading.Thread | None = None
+    thread: DaemonThread = field(default_factory=lambda: DaemonThread("flask-retention-catalogue"))
 
 
 def _refresh_loop(ref: weakref.ReferenceType[CatalogueSnapshot], refresher: _Refresher) -> None:
@@ -281,19 +280,9 @@ class CatalogueSnapshot:
     def start(self) -> _Refresher:
         """Start the refresh thread in this process, unless it is running."""
         refresher = self._refresher.get()
-        thread = refresher.thread
-        if thread is not None and thread.is_alive():
-            return refresher
-        with refresher.start_lock:
-            if refresher.thread is None or not refresher.thread.is_alive():
-                refresher.stop.clear()
-                refresher.thread = threading.Thread(
-                    target=_refresh_loop,
-                    args=(weakref.ref(self), refresher),
-                    name="flask-retention-catalogue",
-                    daemon=True,
-                )
-                refresher.thread.start()
+        refresher.thread.start(
+            _refresh_loop, weakref.ref(self), refresher, before=refresher.stop.clear
+        )
         return refresher
 
     def close(self, timeout: float | None = 5.0) -> None:
@@ -304,8 +293,4 @@ class CatalogueSnapshot:
         refresher = self._refresher.peek()
         if refresher is None:
             return
-        with refresher.start_lock:
-            refresher.stop.set()
-            thread = refresher.thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        refresher.thread.stop(refresher.stop.set, timeout)
