@@ -7,10 +7,10 @@ Run from a checkout (no Apple library needed)::
 
 ``benchmarks/realtime.py`` measures the endpoint against its targets; this
 script explains the figure. It serves the same signed requests to the
-endpoint with one more step taken away each time (the time limit, the
-selector and resolution, the decision log, the checks, the payload's
-loading, everything but the verification), beside a bare Flask view, the
-bare view with one ES256 verification, and one bare ES256 verification.
+endpoint with one more step taken away each time (the selector's hand-off
+to a worker thread, the selector and resolution, the decision log, the
+checks, the payload's loading, the verification), beside a bare Flask view,
+the bare view with one ES256 verification, and one raw ES256 verification.
 Contenders take turns in rounds of ``--block`` calls (shuffled order), and
 each variant's cost is paired by round: its block median minus the bare
 view's, divided by the ES256 block median, then the median over rounds. The
@@ -33,8 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, Response, request
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -59,20 +57,19 @@ def variants(signer: AppStoreSigner, folder: str) -> dict[str, Flask]:
     apps: dict[str, Flask] = {}
     apps["endpoint"] = endpoint("full")[0]
 
-    app, ep = endpoint("no_context")
-    alarm = ep.alarm
-    assert alarm is not None
-    alarm.run = lambda fn, arg: alarm._run(fn, arg, None)  # type: ignore[method-assign]
-    apps["  without the checks and the selector's own context"] = app
-
     app, ep = endpoint("inline")
 
     class Inline:
-        def run(self, fn: Callable[[Any], Any], arg: Any) -> Outcome:
+        """The selector called by the request thread itself: no worker, no time limit."""
+
+        def start(self, fn: Callable[[Any], Any], arg: Any) -> Outcome:
             return Outcome("ok", fn(arg))
 
-    ep.alarm = Inline()
-    apps["  selector called directly (no time limit)"] = app
+        def close(self) -> None:
+            pass
+
+    ep.pool = Inline()  # type: ignore[assignment]
+    apps["  selector called directly (no hand-off, no time limit)"] = app
 
     answer = message_answer(bench.MESSAGE)
     app, ep = endpoint("no_answer")
@@ -92,7 +89,7 @@ def variants(signer: AppStoreSigner, folder: str) -> dict[str, Flask]:
         app, ep = endpoint(name, RETENTION_DECISION_LOG=False)
 
         def view() -> Response:
-            step(ep, read_signed_payload(request, None))
+            step(ep, read_signed_payload(request))
             return app.response_class(b"{}", mimetype="application/json")
 
         app.view_functions["flask_retention.realtime"] = view
@@ -102,6 +99,7 @@ def variants(signer: AppStoreSigner, folder: str) -> dict[str, Flask]:
         "verify_load", lambda ep, token: ep.verify(token)
     )
     apps["  read, verify"] = only("verify", lambda ep, token: ep.verifier.verify(token))
+    apps["  read the body and its signedPayload"] = only("read", lambda ep, token: None)
     return apps
 
 
@@ -117,15 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     apps = variants(signer, folder)
     bodies = [signer.realtime_body(app_apple_id=bench.APP_APPLE_ID) for _ in range(n + 50)]
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    public = key.public_key()
-    signing_input = json.loads(bodies[0])["signedPayload"].rsplit(".", 1)[0].encode()
-    algorithm = ec.ECDSA(hashes.SHA256())
-    der = key.sign(signing_input, algorithm)
-
-    def es256() -> None:
-        public.verify(der, signing_input, algorithm)
-
+    es256 = bench.es256_for(json.loads(bodies[0])["signedPayload"])
     apps["bare Flask view + one ES256 verification"] = bench.bare_app(es256)
     apps[BARE] = bench.bare_app()
 
@@ -140,12 +130,16 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"timing {n} calls of each, in turns of {block}...", file=sys.stderr)
     times = bench.time_in_rounds(runs, n, block)
+    for app in apps.values():
+        if "retention" in app.extensions:
+            get_state(app).close()
     shutil.rmtree(folder, ignore_errors=True)
 
     def rounds(name: str) -> list[float]:
         return bench.round_medians(times[name], block)
 
     bare, one = rounds(BARE), rounds(ES256)
+    width = max(len(name) for name in runs)
     print(f"{n} calls each, in turns of {block}; (variant - bare view) / one ES256, paired:")
     for name in runs:
         if name in (BARE, ES256):
@@ -153,15 +147,15 @@ def main(argv: list[str] | None = None) -> None:
         ratio = statistics.median(
             (x - b) / e for x, b, e in zip(rounds(name), bare, one, strict=True)
         )
-        print(
-            f"  {name:<52} {ratio:5.2f}   (median {statistics.median(times[name]) * 1e6:6.1f} us)"
-        )
-    print(f"  {BARE:<52}  0.00   (median {statistics.median(times[BARE]) * 1e6:6.1f} us)")
-    print(f"  {ES256:<52}         (median {statistics.median(times[ES256]) * 1e6:6.1f} us)")
+        median = statistics.median(times[name]) * 1e6
+        print(f"  {name:<{width}} {ratio:5.2f}   (median {median:6.1f} us)")
+    for name, ratio in ((BARE, " 0.00"), (ES256, "     ")):
+        median = statistics.median(times[name]) * 1e6
+        print(f"  {name:<{width}} {ratio}   (median {median:6.1f} us)")
 
 
 BARE = "bare Flask view, same body"
-ES256 = "one bare ES256 verification"
+ES256 = "one raw ES256 verification"
 
 if __name__ == "__main__":
     main()
