@@ -177,7 +177,9 @@ class DecisionLogWriter:
         A full queue drops its oldest decision (counted, and logged once per
         outage).
         """
-        queue = self.start()
+        queue = self._queues.get()
+        if not queue.writer.alive:
+            self.start()
         first_drop = False
         with queue.cond:
             decisions = queue.decisions

@@ -70,15 +70,15 @@ class Call:
         self.fn = fn
         self.arg = arg
         self.deadline = deadline
-        self.outcome: Outcome | None = None
-        self.done = threading.Event()
+        # A queue of its own: a late outcome can never reach another call.
+        self.reply: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
 
     def result(self) -> Outcome:
         """The outcome, or ``timeout`` once the call's deadline has passed."""
-        if not self.done.wait(max(self.deadline - time.monotonic(), 0.0)):
+        try:
+            return self.reply.get(timeout=max(self.deadline - time.monotonic(), 0.0))
+        except queue.Empty:
             return Outcome("timeout")
-        assert self.outcome is not None
-        return self.outcome
 
 
 @dataclass(eq=False)
@@ -93,7 +93,9 @@ class _Worker:
 class _Workers:
     """The pool's threads in one process, with the condition that guards them."""
 
-    changed: threading.Condition = field(default_factory=lambda: threading.Condition())
+    changed: threading.Condition = field(
+        default_factory=lambda: threading.Condition(threading.Lock())
+    )
     all: list[_Worker] = field(default_factory=list)
     idle: list[_Worker] = field(default_factory=list)
     waiting: int = 0
@@ -172,6 +174,10 @@ class SelectorPool:
         """An idle worker, a new one while fewer than ``max_workers`` run, or the first
         to free up before ``deadline``; ``None`` when none did."""
         workers = self._workers.get()
+        try:
+            return workers.idle.pop()  # the usual case: a worker is free
+        except IndexError:
+            pass
         with workers.changed:
             workers.waiting += 1
             try:
@@ -201,7 +207,7 @@ class SelectorPool:
             worker.call = call
             try:
                 with self.app.app_context():
-                    call.outcome = Outcome("ok", call.fn(call.arg))
+                    outcome = Outcome("ok", call.fn(call.arg))
             except BaseException as e:  # a selector's failure must not end the worker
                 logger.error(
                     "flask-retention: selector %s raised %s for request %s; the fallback answers.",
@@ -210,11 +216,14 @@ class SelectorPool:
                     getattr(call.arg, "request_identifier", "?"),
                     exc_info=e,
                 )
-                call.outcome = Outcome("error", e)
-            call.done.set()
+                outcome = Outcome("error", e)
+            worker.call = None
             with workers.changed:
-                worker.call = None
-                if workers.closed:
-                    return
-                workers.idle.append(worker)
-                workers.changed.notify()
+                closed = workers.closed
+                if not closed:
+                    workers.idle.append(worker)
+                    if workers.waiting:
+                        workers.changed.notify()
+            call.reply.put(outcome)  # last, so that the waiting thread finds the GIL free
+            if closed:
+                return
