@@ -25,12 +25,18 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from flask_retention.catalogue import Catalogue
-from flask_retention.db import create_engine, upgrade
-from flask_retention.entries import BulletPointEntry, CatalogueDocument, DefaultEntry, MessageEntry
-from flask_retention.png import encode_png
-from flask_retention.snapshot import CatalogueSnapshot, load_view
-from flask_retention.validation import check_image, write_catalogue_file
+from flask_retention.catalogue.entries import (
+    BulletPointEntry,
+    CatalogueDocument,
+    DefaultEntry,
+    MessageEntry,
+)
+from flask_retention.catalogue.png import encode_png
+from flask_retention.catalogue.schema import upgrade
+from flask_retention.catalogue.snapshot import CatalogueSnapshot, load_view
+from flask_retention.catalogue.store import Catalogue
+from flask_retention.catalogue.validation import check_image, write_catalogue_file
+from flask_retention.core.database import create_engine
 
 ENVIRONMENT = "Sandbox"
 

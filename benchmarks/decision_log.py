@@ -25,9 +25,10 @@ import uuid
 from collections import deque
 from datetime import UTC, datetime
 
-from flask_retention.db import create_engine, upgrade
-from flask_retention.decision_log import DecisionLogWriter
-from flask_retention.decisions import Decision
+from flask_retention.catalogue.schema import upgrade
+from flask_retention.core.database import create_engine
+from flask_retention.insights.decision_log import DecisionLogWriter
+from flask_retention.realtime.decisions import Decision
 
 
 def decisions(count: int) -> list[Decision]:

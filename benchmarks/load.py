@@ -54,7 +54,7 @@ import httpx
 from flask import Flask, Response, request
 
 from flask_retention import Message, RealtimeRequest, Retention
-from flask_retention.devca import create_dev_ca, dev_ca_folder, load_dev_ca_signer
+from flask_retention.realtime.devca import create_dev_ca, dev_ca_folder, load_dev_ca_signer
 from flask_retention.testing import AppStoreSigner
 
 APP_APPLE_ID = 1234567890

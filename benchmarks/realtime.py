@@ -61,7 +61,7 @@ from flask import Flask, Response, request
 from werkzeug.test import EnvironBuilder
 
 from flask_retention import Message, Retention
-from flask_retention.db import upgrade
+from flask_retention.catalogue.schema import upgrade
 from flask_retention.extension import get_state
 from flask_retention.testing import AppStoreSigner
 

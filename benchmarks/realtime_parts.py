@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import realtime as bench  # the sibling benchmark: its apps and helpers
 
 from flask_retention.extension import get_state
-from flask_retention.realtime import RealtimeEndpoint, read_signed_payload
-from flask_retention.responses import message_answer
-from flask_retention.selection import Outcome
+from flask_retention.realtime.answers import message_answer
+from flask_retention.realtime.endpoint import RealtimeEndpoint, read_signed_payload
+from flask_retention.realtime.runner import Outcome
 from flask_retention.testing import AppStoreSigner
 
 
@@ -92,7 +92,7 @@ def variants(signer: AppStoreSigner, folder: str) -> dict[str, Flask]:
             step(ep, read_signed_payload(request))
             return app.response_class(b"{}", mimetype="application/json")
 
-        app.view_functions["flask_retention.realtime"] = view
+        app.view_functions["flask_retention.realtime.endpoint"] = view
         return app
 
     apps["  read, verify, load the payload (nothing else)"] = only(

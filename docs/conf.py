@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
-from flask_retention import validation
+from flask_retention.catalogue import validation
 
 _meta = metadata.metadata("flask-retention")
 

@@ -6,7 +6,7 @@ Flask finds :func:`create_app`; nothing happens when this module is imported.
 On every start (each step is safe to repeat) the app
 
 1. creates its own tables (:mod:`example_app.models`) and seeds sample subscribers,
-2. creates flask-retention's tables (:func:`flask_retention.db.upgrade`),
+2. creates flask-retention's tables (:func:`flask_retention.catalogue.schema.upgrade`),
 3. imports ``catalogue.toml`` into flask-retention's catalogue, and
 4. marks the catalogue ``APPROVED`` in Sandbox: a LOCAL DEMO SHORTCUT, because
    there is no Apple account here. A real app learns Apple's review states
@@ -38,10 +38,10 @@ from flask.cli import with_appcontext
 from sqlalchemy.orm import configure_mappers
 
 from flask_retention import Message, PromotionalOffer, RealtimeRequest, Retention, SwitchPlan
-from flask_retention.catalogue import Catalogue
-from flask_retention.db import upgrade
+from flask_retention.catalogue.schema import upgrade
+from flask_retention.catalogue.snapshot import CatalogueSnapshot
+from flask_retention.catalogue.store import Catalogue
 from flask_retention.extension import get_state
-from flask_retention.snapshot import CatalogueSnapshot
 
 from . import models
 
@@ -299,8 +299,8 @@ def example_request(
     original_transaction_id: str, product_id: str, locale: str, url: str | None
 ) -> None:
     """Sign one request with the dev CA for a subscriber and print the endpoint's answer."""
-    from flask_retention.devca import dev_ca_folder, load_dev_ca_signer
-    from flask_retention.errors import RetentionError
+    from flask_retention.core.errors import RetentionError
+    from flask_retention.realtime.devca import dev_ca_folder, load_dev_ca_signer
 
     app = current_app
     try:

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flask_retention.png import encode_png
+from flask_retention.catalogue.png import encode_png
 
 HERE = Path(__file__).resolve().parent
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from .choices import Message, NoChoice, PromotionalOffer, RealtimeRequest, SwitchPlan
-from .decisions import Decision, retention_decided
-from .errors import ConfigurationError, RetentionError, VerificationError
-from .extension import Retention
-from .notifications import NotificationError
+from flask_retention.core.errors import ConfigurationError, RetentionError, VerificationError
+from flask_retention.extension import Retention
+from flask_retention.insights.notifications import NotificationError
+from flask_retention.realtime.choices import (
+    Message,
+    NoChoice,
+    PromotionalOffer,
+    RealtimeRequest,
+    SwitchPlan,
+)
+from flask_retention.realtime.decisions import Decision, retention_decided
 
 __all__ = [
     "ConfigurationError",

@@ -11,21 +11,21 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flask import Flask, current_app
 
-from .config import DEFAULTS, Settings, read_settings
-from .db import Database
-from .lookup import CatalogueLookup, EmptyLookup
-from .snapshot import CatalogueSnapshot
-from .stats import CatalogueStats, DecisionLogStats, RetentionStats
-from .views import register_endpoint
+from flask_retention.catalogue.lookup import CatalogueLookup, EmptyLookup
+from flask_retention.catalogue.snapshot import CatalogueSnapshot
+from flask_retention.core.config import DEFAULTS, Settings, read_settings
+from flask_retention.core.database import Database
+from flask_retention.realtime.view import register_endpoint
+from flask_retention.stats import CatalogueStats, DecisionLogStats, RetentionStats
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-    from .catalogue import Catalogue
-    from .choices import Choice, RealtimeRequest
-    from .experiments import Experiment
-    from .notifications import NotificationCallback, NotificationReceiver
-    from .realtime import RealtimeEndpoint
+    from flask_retention.catalogue.store import Catalogue
+    from flask_retention.insights.experiments import Experiment
+    from flask_retention.insights.notifications import NotificationCallback, NotificationReceiver
+    from flask_retention.realtime.choices import Choice, RealtimeRequest
+    from flask_retention.realtime.endpoint import RealtimeEndpoint
 
     Selector = Callable[[RealtimeRequest], Choice | None]
 
@@ -121,7 +121,7 @@ class Retention:
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
         settings = read_settings(app.config)
-        from .notifications import check_settings, register_notifications
+        from flask_retention.insights.notifications import check_settings, register_notifications
 
         check_settings(settings)  # before anything is attached to the app
         state = RetentionState(retention=self, settings=settings)
@@ -134,14 +134,14 @@ class Retention:
         register_endpoint(app, state)
         register_notifications(app, state)
         if settings.cli_group is not None:
-            from .cli import retention_cli
+            from flask_retention.cli import retention_cli
 
             app.cli.add_command(retention_cli, name=settings.cli_group)
 
     @property
     def catalogue(self) -> Catalogue:
         """The message catalogue of the current app (see :class:`~.catalogue.Catalogue`)."""
-        from .catalogue import Catalogue
+        from flask_retention.catalogue.store import Catalogue
 
         return Catalogue(get_state().engine)
 
@@ -261,7 +261,7 @@ class Retention:
     def record_notification(self, signed_payload: str) -> dict[str, Any]:
         """Verify, check and store one notification from a host's own handler; return it
         decoded. Raises :class:`~flask_retention.VerificationError` or
-        :class:`~flask_retention.notifications.NotificationError` (nothing stored)."""
+        :class:`~flask_retention.insights.notifications.NotificationError` (nothing stored)."""
         receiver = get_state().notifications
         assert receiver is not None
         return receiver.record(signed_payload).notification
@@ -274,7 +274,7 @@ class Retention:
     ) -> Experiment:
         """A new experiment between ``variants`` (see :class:`~.experiments.Experiment`);
         a name may be used once, so that the report never mixes two experiments."""
-        from .experiments import Experiment
+        from flask_retention.insights.experiments import Experiment
 
         if name in self._experiments:
             raise ValueError(f"an experiment named {name!r} already exists")

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .selection import PoolStats
+from flask_retention.realtime.runner import PoolStats
 
 
 @dataclass(frozen=True, slots=True)

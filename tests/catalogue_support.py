@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from flask import Flask
 
 from flask_retention import Retention
-from flask_retention.db import create_engine, upgrade
-from flask_retention.png import encode_png
+from flask_retention.catalogue.png import encode_png
+from flask_retention.catalogue.schema import upgrade
+from flask_retention.core.database import create_engine
 
 
 def full_png(color: tuple[int, int, int] = (0, 122, 255), height: int = 400) -> bytes:

@@ -1,4 +1,4 @@
-"""A small in-memory :class:`~flask_retention.lookup.CatalogueLookup` for tests.
+"""A small in-memory :class:`~flask_retention.catalogue.lookup.CatalogueLookup` for tests.
 
 A real implementation of the interface (names and UUIDs per environment,
 defaults per product and locale), kept in dictionaries instead of the
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import uuid
 
-from flask_retention.choices import MessageRef
-from flask_retention.lookup import MessageFacts, parse_uuid
+from flask_retention.catalogue.lookup import MessageFacts, parse_uuid
+from flask_retention.realtime.choices import MessageRef
 
 
 class MemoryLookup:

@@ -22,7 +22,7 @@ from flask_retention.api import (
     SandboxOnlyError,
     client_from_app,
 )
-from flask_retention.ratelimit import default_limit
+from flask_retention.appstore.pacing import default_limit
 
 from .support import vector
 

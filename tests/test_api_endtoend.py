@@ -49,8 +49,8 @@ from flask_retention.api import (
     UploadMessageRequestBody,
     reset_rate_limits,
 )
-from flask_retention.png import encode_png
-from flask_retention.ratelimit import default_limit
+from flask_retention.appstore.pacing import default_limit
+from flask_retention.catalogue.png import encode_png
 from flask_retention.testing import AppStoreSigner, FakeAppStore, RecordedRequest, serve
 
 if TYPE_CHECKING:

@@ -22,7 +22,11 @@ from flask_retention.api import (
     ServerError,
     UnexpectedResponseError,
 )
-from flask_retention.api_errors import error_from_response, parse_error_body, retry_at_from_header
+from flask_retention.appstore.errors import (
+    error_from_response,
+    parse_error_body,
+    retry_at_from_header,
+)
 
 from .support import vector
 

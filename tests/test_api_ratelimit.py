@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from flask_retention.api import RetentionAPIClient
-from flask_retention.ratelimit import (
+from flask_retention.appstore.pacing import (
     PRODUCTION_RATES,
     BudgetSpent,
     EndpointLimit,

@@ -30,7 +30,7 @@ from flask_retention.api import (
     UploadMessageImage,
     UploadMessageRequestBody,
 )
-from flask_retention.api_types import ResponseFormatError
+from flask_retention.appstore.types import ResponseFormatError
 
 from .support import vector
 

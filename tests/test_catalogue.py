@@ -16,15 +16,15 @@ import pytest
 from flask import Flask
 
 from flask_retention import Retention
-from flask_retention.catalogue import Catalogue
-from flask_retention.entries import (
+from flask_retention.catalogue.entries import (
     BulletPointEntry,
     CatalogueDocument,
     DefaultEntry,
     MessageEntry,
 )
-from flask_retention.png import encode_png
-from flask_retention.validation import CatalogueError, check_image
+from flask_retention.catalogue.png import encode_png
+from flask_retention.catalogue.store import Catalogue
+from flask_retention.catalogue.validation import CatalogueError, check_image
 
 from .catalogue_support import bullet_png, full_png, migrated_engine, retention_app
 

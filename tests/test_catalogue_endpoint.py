@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from flask_retention import Message
+from flask_retention.catalogue.snapshot import CatalogueSnapshot
 from flask_retention.extension import get_state
-from flask_retention.snapshot import CatalogueSnapshot
 from flask_retention.testing import AppStoreSigner
 
 from .catalogue_support import migrated_engine, retention_app

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from flask_retention.entries import (
+from flask_retention.catalogue.entries import (
     BulletPointEntry,
     CatalogueDocument,
     DefaultEntry,
     MessageEntry,
 )
-from flask_retention.png import encode_png
-from flask_retention.validation import (
+from flask_retention.catalogue.png import encode_png
+from flask_retention.catalogue.validation import (
     CatalogueError,
     check_image,
     dump_toml,

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask import Flask
 
 from flask_retention import ConfigurationError, Retention
-from flask_retention.config import bundled_root_pem
+from flask_retention.core.config import bundled_root_pem
 from flask_retention.extension import get_state
 
 from .support import vector

@@ -11,7 +11,8 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_retention import ConfigurationError, Retention
-from flask_retention.db import create_engine, current_revision, head_revision
+from flask_retention.catalogue.schema import current_revision, head_revision
+from flask_retention.core.database import create_engine
 from flask_retention.extension import get_state
 
 from .catalogue_support import bullet_png, full_png, migrated_engine, retention_app

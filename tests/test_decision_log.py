@@ -20,12 +20,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_retention import Message, PromotionalOffer, RealtimeRequest, Retention, SwitchPlan
-from flask_retention.decision_log import DecisionLogWriter, decision_row, purge_decisions
-from flask_retention.decisions import Decision
+from flask_retention.catalogue.models import metadata
+from flask_retention.catalogue.snapshot import CatalogueSnapshot
 from flask_retention.extension import get_state
-from flask_retention.models import metadata
-from flask_retention.report import build_report
-from flask_retention.snapshot import CatalogueSnapshot
+from flask_retention.insights.decision_log import DecisionLogWriter, decision_row, purge_decisions
+from flask_retention.insights.report import build_report
+from flask_retention.realtime.decisions import Decision
 from flask_retention.testing import AppStoreSigner
 
 from .catalogue_support import migrated_engine, retention_app

@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 
 from flask_retention import ConfigurationError, Retention, VerificationError
-from flask_retention.devca import (
+from flask_retention.realtime.devca import (
     DEV_CA_FILES,
     DevCAExistsError,
     create_dev_ca,
@@ -21,8 +21,8 @@ from flask_retention.devca import (
     dev_ca_root,
     load_dev_ca_signer,
 )
+from flask_retention.realtime.verification import INTERMEDIATE_OID, LEAF_OID, JWSVerifier
 from flask_retention.testing import AppStoreSigner
-from flask_retention.verification import INTERMEDIATE_OID, LEAF_OID, JWSVerifier
 
 URL = "/retention/realtime"
 APP_APPLE_ID = 1234567890

@@ -31,7 +31,7 @@ import pytest
 from flask import Flask
 
 from flask_retention import Retention
-from flask_retention.config import DEFAULTS
+from flask_retention.core.config import DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

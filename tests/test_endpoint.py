@@ -30,8 +30,8 @@ from flask_retention import (
     SwitchPlan,
     retention_decided,
 )
+from flask_retention.catalogue.lookup import MessageFacts
 from flask_retention.extension import get_state
-from flask_retention.lookup import MessageFacts
 from flask_retention.testing import BROKEN_VARIANT_REASONS, AppStoreSigner
 
 from .conftest import POSTGRES_URL

@@ -23,11 +23,11 @@ from flask import Flask
 
 from example_app import app as example
 from example_app import make_images, models
-from flask_retention.catalogue import Catalogue
+from flask_retention.catalogue.png import read_png_info
+from flask_retention.catalogue.store import Catalogue
+from flask_retention.catalogue.validation import CatalogueError, load_catalogue_file
 from flask_retention.extension import get_state
-from flask_retention.png import read_png_info
 from flask_retention.testing import AppStoreSigner, serve
-from flask_retention.validation import CatalogueError, load_catalogue_file
 
 EXAMPLE_DIR = Path(example.__file__).parent
 

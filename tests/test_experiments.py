@@ -27,8 +27,8 @@ from flask_retention import (
     SwitchPlan,
     retention_decided,
 )
-from flask_retention.experiments import Experiment
 from flask_retention.extension import get_state
+from flask_retention.insights.experiments import Experiment
 from flask_retention.testing import AppStoreSigner
 
 from .memory_lookup import MemoryLookup
@@ -101,7 +101,7 @@ def test_assignment_is_the_same_in_another_process_with_another_hash_seed() -> N
     script = (
         "import json, sys\n"
         "from flask_retention import Message\n"
-        "from flask_retention.experiments import Experiment\n"
+        "from flask_retention.insights.experiments import Experiment\n"
         "e = Experiment('winback-2026', {v: Message(v) for v in ('control', 'offer', 'switch')})\n"
         "print(json.dumps([e.variant_for(i) for i in json.loads(sys.argv[1])]))\n"
     )

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from flask import Flask, Response, jsonify, redirect, request
 
+from flask_retention.realtime.verification import JWSVerifier
 from flask_retention.testing import AppStoreSigner, FakeAppStore, PerformanceTestRun, serve
-from flask_retention.verification import JWSVerifier
 
 from .fake_store_support import BUNDLE, ISSUER, KEY_ID, Api, error_code
 from .support import vector

@@ -12,15 +12,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.orm import Session
 
-from flask_retention.db import create_engine, current_revision, head_revision, upgrade
-from flask_retention.migrations import exclude_retention_tables, include_retention_tables
-from flask_retention.models import (
+from flask_retention.catalogue.migrations import exclude_retention_tables, include_retention_tables
+from flask_retention.catalogue.models import (
     VERSION_TABLE,
     AppleState,
     Decision,
     PerformanceTest,
     metadata,
 )
+from flask_retention.catalogue.schema import current_revision, head_revision, upgrade
+from flask_retention.core.database import create_engine
 
 
 @pytest.fixture

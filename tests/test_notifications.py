@@ -16,10 +16,10 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from flask_retention import ConfigurationError, NotificationError, Retention, VerificationError
-from flask_retention.db import upgrade
+from flask_retention.catalogue.models import Notification
+from flask_retention.catalogue.schema import upgrade
 from flask_retention.extension import get_state
-from flask_retention.models import Notification
-from flask_retention.notifications import purge_notifications
+from flask_retention.insights.notifications import purge_notifications
 from flask_retention.testing import BROKEN_VARIANT_REASONS, AppStoreSigner
 
 from .support import vector

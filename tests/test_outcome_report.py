@@ -15,10 +15,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_retention import Message, Retention, SwitchPlan
-from flask_retention.db import upgrade
+from flask_retention.catalogue.models import Decision, Notification
+from flask_retention.catalogue.schema import upgrade
 from flask_retention.extension import get_state
-from flask_retention.models import Decision, Notification
-from flask_retention.report import build_report, render_html, render_text
+from flask_retention.insights.report import build_report, render_html, render_text
 from flask_retention.testing import AppStoreSigner
 
 from .memory_lookup import MemoryLookup

@@ -15,10 +15,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_retention import Retention
-from flask_retention.db import upgrade
+from flask_retention.catalogue.models import Decision, Notification
+from flask_retention.catalogue.schema import upgrade
 from flask_retention.extension import get_state
-from flask_retention.models import Decision, Notification
-from flask_retention.outcomes import (
+from flask_retention.insights.outcomes import (
     MIN_CLOSED_PER_VARIANT,
     DecisionOutcome,
     DecisionRecord,

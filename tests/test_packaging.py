@@ -74,13 +74,13 @@ def test_wheel_holds_the_package_data(wheel: Path) -> None:
     assert root_pem == (ROOT / "flask_retention/data/AppleRootCA-G3.pem").read_bytes()
     shipped = {
         "flask_retention/py.typed",
-        "flask_retention/migrations/env.py",
-        "flask_retention/migrations/script.py.mako",
-        "flask_retention/testing/signer.py",
+        "flask_retention/catalogue/migrations/env.py",
+        "flask_retention/catalogue/migrations/script.py.mako",
+        "flask_retention/testing/fake_app_store.py",
     }
     shipped |= {
         p.relative_to(ROOT).as_posix()
-        for p in (ROOT / "flask_retention/migrations/versions").glob("*.py")
+        for p in (ROOT / "flask_retention/catalogue/migrations/versions").glob("*.py")
     }
     assert shipped <= names
     assert not [n for n in names if n.startswith(("tests/", "example_app/", "docs/"))]
@@ -120,7 +120,7 @@ def test_sdist_holds_sources_tests_example_and_docs(sdist: Path) -> None:
         "CHANGES.md",
         "LICENSE",
         "flask_retention/data/AppleRootCA-G3.pem",
-        "flask_retention/migrations/script.py.mako",
+        "flask_retention/catalogue/migrations/script.py.mako",
         "flask_retention/py.typed",
         "example_app/catalogue.toml",
         "example_app/make_images.py",

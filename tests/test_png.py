@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from flask_retention.png import PNG_SIGNATURE, PNGInfo, encode_png, read_png_info
+from flask_retention.catalogue.png import PNG_SIGNATURE, PNGInfo, encode_png, read_png_info
 
 
 def chunk(kind: bytes, body: bytes) -> bytes:

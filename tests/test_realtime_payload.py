@@ -13,7 +13,7 @@ import marshmallow as ma
 import pytest
 
 from flask_retention import Decision, RealtimeRequest
-from flask_retention.realtime import RealtimeRequestSchema
+from flask_retention.realtime.endpoint import RealtimeRequestSchema
 
 PAYLOAD: dict[str, Any] = {
     "originalTransactionId": "99371282",

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from flask_retention.replay import ReplayGuard
+from flask_retention.realtime.replay import ReplayGuard
 
 NOW = 1_800_000_000.0
 

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from flask import Flask
 
 from flask_retention import Retention
-from flask_retention.models import metadata
-from flask_retention.report import (
+from flask_retention.catalogue.models import metadata
+from flask_retention.insights.report import (
     NEAR_LIMIT_MS,
     build_report,
     nearest_rank,

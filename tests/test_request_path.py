@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from flask import Flask, request
 
 from flask_retention import Decision, Message, RealtimeRequest, Retention, retention_decided
-from flask_retention.catalogue import Catalogue
-from flask_retention.db import create_engine
-from flask_retention.models import metadata
+from flask_retention.catalogue.models import metadata
+from flask_retention.catalogue.store import Catalogue
+from flask_retention.core.database import create_engine
 from flask_retention.testing import AppStoreSigner, serve
 
 from .catalogue_support import migrated_engine

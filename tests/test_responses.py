@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from flask_retention import Message, NoChoice, PromotionalOffer, RealtimeRequest, SwitchPlan
-from flask_retention.lookup import EmptyLookup, MessageFacts
-from flask_retention.responses import (
+from flask_retention.catalogue.lookup import EmptyLookup, MessageFacts
+from flask_retention.realtime.answers import (
     OfferSigner,
     Unsendable,
     fallback,

@@ -12,7 +12,7 @@ import flask
 import pytest
 from flask import Flask
 
-from flask_retention.selection import Outcome, PoolStats, SelectorPool
+from flask_retention.realtime.runner import Outcome, PoolStats, SelectorPool
 
 GENEROUS = 10.0  # seconds; only reached when a test is broken
 SHORT = 0.05

@@ -27,7 +27,8 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from flask_retention.db import create_engine, upgrade
+from flask_retention.catalogue.schema import upgrade
+from flask_retention.core.database import create_engine
 from flask_retention.testing import AppStoreSigner
 
 from . import server_app

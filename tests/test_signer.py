@@ -13,9 +13,9 @@ import pytest
 from cryptography import x509
 
 from flask_retention import VerificationError
-from flask_retention.config import DEFAULTS, read_settings
+from flask_retention.core.config import DEFAULTS, read_settings
+from flask_retention.realtime.verification import INTERMEDIATE_OID, LEAF_OID, JWSVerifier
 from flask_retention.testing import BROKEN_VARIANT_REASONS, AppStoreSigner
-from flask_retention.verification import INTERMEDIATE_OID, LEAF_OID, JWSVerifier
 
 from .support import vector
 

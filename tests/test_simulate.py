@@ -14,8 +14,8 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 
 from flask_retention import ConfigurationError, RealtimeRequest, Retention
-from flask_retention.devca import create_dev_ca, dev_ca_folder, load_dev_ca_signer
-from flask_retention.simulate import SimulationError, format_result, simulate, simulate_app
+from flask_retention.appstore.simulate import SimulationError, format_result, simulate, simulate_app
+from flask_retention.realtime.devca import create_dev_ca, dev_ca_folder, load_dev_ca_signer
 from flask_retention.testing import serve
 
 from .test_fake_app_store_performance import self_signed_context

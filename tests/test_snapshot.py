@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from flask_retention.catalogue import Catalogue
+from flask_retention.catalogue.snapshot import CatalogueSnapshot
+from flask_retention.catalogue.store import Catalogue
 from flask_retention.extension import get_state
-from flask_retention.snapshot import CatalogueSnapshot
 
 from .catalogue_support import bullet_png, full_png, migrated_engine, retention_app
 from .tcp_proxy import TCPProxy

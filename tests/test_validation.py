@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from flask_retention import RetentionError
-from flask_retention.entries import (
+from flask_retention.catalogue.entries import (
     BulletPointEntry,
     CatalogueDocument,
     DefaultEntry,
     ImageEntry,
     MessageEntry,
 )
-from flask_retention.png import encode_png
-from flask_retention.validation import (
+from flask_retention.catalogue.png import encode_png
+from flask_retention.catalogue.validation import (
     ALT_TEXT_MAX_LENGTH,
     BODY_MAX_LENGTH,
     BULLET_TEXT_MAX_LENGTH,

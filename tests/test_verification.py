@@ -24,14 +24,14 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from cryptography.x509.oid import NameOID
 
 from flask_retention import ConfigurationError, VerificationError
-from flask_retention.config import bundled_root_pem
-from flask_retention.testing import BROKEN_VARIANT_REASONS, AppStoreSigner
-from flask_retention.verification import (
+from flask_retention.core.config import bundled_root_pem
+from flask_retention.realtime.verification import (
     INTERMEDIATE_OID,
     LEAF_OID,
     JWSVerifier,
     _signed_date_ms,
 )
+from flask_retention.testing import BROKEN_VARIANT_REASONS, AppStoreSigner
 
 from .support import vector
 

@@ -9,16 +9,16 @@ fake of Apple's management API, served over real HTTP with :func:`serve`;
 
 from __future__ import annotations
 
-from .fake_app_store import (
+from flask_retention.appstore.performance import PerformanceTestRun
+from flask_retention.realtime.signer import BROKEN_VARIANT_REASONS, AppStoreSigner
+from flask_retention.testing.fake_app_store import (
     FakeAppStore,
     FakeImage,
     FakeMessage,
     RecordedRequest,
     apple_rate_limits,
 )
-from .performance import PerformanceTestRun
-from .serving import serve
-from .signer import BROKEN_VARIANT_REASONS, AppStoreSigner
+from flask_retention.testing.serving import serve
 
 __all__ = [
     "BROKEN_VARIANT_REASONS",

@@ -33,18 +33,22 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from ..png import read_png_info
-from ..validation import (
+from flask_retention.appstore.performance import (
+    DEFAULT_PERFORMANCE_TEST_CONFIG as DEFAULT_PERFORMANCE_TEST_CONFIG,
+)
+from flask_retention.appstore.performance import PerformanceTestRun, RealtimeRequestSigner
+from flask_retention.appstore.performance import (
+    performance_test_config as checked_performance_test_config,
+)
+from flask_retention.catalogue.png import read_png_info
+from flask_retention.catalogue.validation import (
     BULLET_POINT_SIDE,
     FULL_SIZE_MAX_HEIGHT,
     FULL_SIZE_MIN_HEIGHT,
     FULL_SIZE_WIDTH,
     KNOWN_LOCALES,
 )
-from .performance import DEFAULT_PERFORMANCE_TEST_CONFIG as DEFAULT_PERFORMANCE_TEST_CONFIG
-from .performance import PerformanceTestRun, RealtimeRequestSigner
-from .performance import performance_test_config as checked_performance_test_config
-from .serving import serve as serve
+from flask_retention.testing.serving import serve as serve
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -298,7 +302,7 @@ class FakeAppStore:
     :data:`DEFAULT_PERFORMANCE_TEST_CONFIG` (tests use small numbers).
     ``product_ids``, when given, is the set of products the app sells (others
     get ``InvalidProductIdError``); ``locales`` the accepted locale codes
-    (default: the catalogue's :data:`~flask_retention.validation.KNOWN_LOCALES`).
+    (default: the catalogue's :data:`~flask_retention.catalogue.validation.KNOWN_LOCALES`).
     ``has_access=False`` answers every authenticated call with Apple's bare
     ``404`` for an account without access to the API (an attribute too).
 

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .fake_app_store import FakeAppStore
-from .serving import serve
-from .signer import AppStoreSigner
+from flask_retention.realtime.signer import AppStoreSigner
+from flask_retention.testing.fake_app_store import FakeAppStore
+from flask_retention.testing.serving import serve
 
 
 @pytest.fixture

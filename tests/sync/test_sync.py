@@ -240,8 +240,8 @@ def test_a_sync_stopped_by_ctrl_c_anywhere_finishes_on_the_next_run(
     stop_after: int,
 ) -> None:
     from flask_retention.api import client_from_app
+    from flask_retention.appstore.sync import SyncProgress, acquire_sync_lock, run_sync
     from flask_retention.extension import get_state
-    from flask_retention.sync import SyncProgress, acquire_sync_lock, run_sync
 
     build_catalogue(runner, tmp_path)
 
@@ -267,8 +267,8 @@ def test_progress_counts_steps_and_estimates_from_the_clients_pacing(
     app: Flask, runner: FlaskCliRunner, tmp_path: Path
 ) -> None:
     from flask_retention.api import client_from_app
+    from flask_retention.appstore.sync import SyncProgress, plan_sync, run_sync
     from flask_retention.extension import get_state
-    from flask_retention.sync import SyncProgress, plan_sync, run_sync
 
     build_catalogue(runner, tmp_path)
     seen: list[SyncProgress] = []

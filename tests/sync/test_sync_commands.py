@@ -14,9 +14,9 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy.orm import Session
 
+from flask_retention.appstore.sync import SyncLockedError, acquire_sync_lock
+from flask_retention.catalogue.models import Decision, PerformanceTest, SyncLock, utcnow
 from flask_retention.extension import get_state
-from flask_retention.models import Decision, PerformanceTest, SyncLock, utcnow
-from flask_retention.sync import SyncLockedError, acquire_sync_lock
 from flask_retention.testing import AppStoreSigner, FakeAppStore, serve
 
 from .support import (

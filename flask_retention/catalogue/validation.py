@@ -1,0 +1,1148 @@
+"""Check catalogue entries against Apple's rules before anything reaches Apple.
+
+Apple refuses a message whose header is too long, an image with transparency,
+a default for a malformed locale... but only at sync time, one entry at a
+time. These checks run first, on the whole input, and report every problem
+at once, each naming the entry and the field, so that a bad catalogue file or
+API call is fixed in one go and changes nothing meanwhile.
+
+Lengths are counted in Unicode code points (as Apple's own libraries do; see
+the spec, section 4.6).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+from typing import Any, Final, cast
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from flask_retention.catalogue.entries import (
+    HEADER_POSITIONS,
+    IMAGE_SIZES,
+    BulletPointEntry,
+    CatalogueDocument,
+    DefaultEntry,
+    HeaderPosition,
+    ImageEntry,
+    ImageSize,
+    MessageEntry,
+)
+from flask_retention.catalogue.png import PNGInfo, read_png_info
+from flask_retention.core.errors import RetentionError
+
+__all__ = [
+    "ALT_TEXT_MAX_LENGTH",
+    "BODY_MAX_LENGTH",
+    "BULLET_POINT_SIDE",
+    "BULLET_TEXT_MAX_LENGTH",
+    "FULL_SIZE_MAX_HEIGHT",
+    "FULL_SIZE_MIN_HEIGHT",
+    "FULL_SIZE_WIDTH",
+    "HEADER_MAX_LENGTH",
+    "KNOWN_LOCALES",
+    "MAX_BULLET_POINTS",
+    "MAX_IMAGES",
+    "MAX_MESSAGES",
+    "NAME_MAX_LENGTH",
+    "SUPPORTED_SUFFIXES",
+    "BulletPointSchema",
+    "CatalogueError",
+    "DefaultSchema",
+    "ImageFileSchema",
+    "MessageSchema",
+    "check_document",
+    "check_image",
+    "dump_toml",
+    "load_catalogue_file",
+    "locale_problem",
+    "locale_warning",
+    "toml_string",
+    "validate_default",
+    "validate_message",
+    "write_catalogue_file",
+]
+
+HEADER_MAX_LENGTH: Final = 66
+BODY_MAX_LENGTH: Final = 144
+ALT_TEXT_MAX_LENGTH: Final = 150
+BULLET_TEXT_MAX_LENGTH: Final = 66
+#: Apple's value is not documented; Apple's own libraries use 5.
+MAX_BULLET_POINTS: Final = 5
+MAX_IMAGES: Final = 2000
+MAX_MESSAGES: Final = 2000
+FULL_SIZE_WIDTH: Final = 3840
+FULL_SIZE_MIN_HEIGHT: Final = 160
+FULL_SIZE_MAX_HEIGHT: Final = 2160
+BULLET_POINT_SIDE: Final = 1024
+#: Names of images and messages are ours, not Apple's; the limit keeps them usable as keys.
+NAME_MAX_LENGTH: Final = 200
+
+#: The App Store's locale short codes as far as we know them: both the
+#: region-qualified codes that devices send as ``userLocale`` and App Store
+#: Connect's language codes. Apple's list changes, so a code missing here is
+#: only a warning (:func:`locale_warning`); Apple answers ``InvalidLocaleError``
+#: at sync for codes it does not know.
+KNOWN_LOCALES: Final[frozenset[str]] = frozenset(
+    {
+        "ar-SA",
+        "bn-BD",
+        "ca",
+        "ca-ES",
+        "cs",
+        "cs-CZ",
+        "da",
+        "da-DK",
+        "de-DE",
+        "el",
+        "el-GR",
+        "en-AU",
+        "en-CA",
+        "en-GB",
+        "en-US",
+        "es-ES",
+        "es-MX",
+        "fi",
+        "fi-FI",
+        "fr-CA",
+        "fr-FR",
+        "gu-IN",
+        "he",
+        "he-IL",
+        "hi",
+        "hi-IN",
+        "hr",
+        "hr-HR",
+        "hu",
+        "hu-HU",
+        "id",
+        "id-ID",
+        "it",
+        "it-IT",
+        "ja",
+        "ja-JP",
+        "kn-IN",
+        "ko",
+        "ko-KR",
+        "ml-IN",
+        "mr-IN",
+        "ms",
+        "ms-MY",
+        "nl-NL",
+        "no",
+        "no-NO",
+        "or-IN",
+        "pa-IN",
+        "pl",
+        "pl-PL",
+        "pt-BR",
+        "pt-PT",
+        "ro",
+        "ro-RO",
+        "ru",
+        "ru-RU",
+        "sk",
+        "sk-SK",
+        "sl-SI",
+        "sv",
+        "sv-SE",
+        "ta-IN",
+        "te-IN",
+        "th",
+        "th-TH",
+        "tr",
+        "tr-TR",
+        "uk",
+        "uk-UA",
+        "ur-PK",
+        "vi",
+        "vi-VN",
+        "zh-Hans",
+        "zh-Hant",
+    }
+)
+
+#: language, optional script, optional region (two letters or three digits): en-US, zh-Hans, es-419.
+_LOCALE_RE: Final = re.compile(r"[a-z]{2,3}(?:-[A-Z][a-z]{3})?(?:-(?:[A-Z]{2}|[0-9]{3}))?")
+_LOCALE_LOOSE_RE: Final = re.compile(
+    r"[A-Za-z]{2,3}(?:[-_][A-Za-z]{4})?(?:[-_](?:[A-Za-z]{2}|[0-9]{3}))?"
+)
+_FULL_SIZE_RULE: Final = (
+    f"FULL_SIZE is {FULL_SIZE_WIDTH} px wide and "
+    f"{FULL_SIZE_MIN_HEIGHT}–{FULL_SIZE_MAX_HEIGHT} px high"
+)
+_BULLET_RULE: Final = f"BULLET_POINT is {BULLET_POINT_SIDE}x{BULLET_POINT_SIDE} px"
+SUPPORTED_SUFFIXES: Final = (".toml", ".json")
+
+
+class CatalogueError(RetentionError, ValueError):
+    """Catalogue input breaks Apple's rules or ours; ``errors`` lists every problem.
+
+    Each error names the entry and the field, e.g.
+    ``messages[2] (winback).header: 70 characters, Apple's limit is 66``.
+    """
+
+    def __init__(self, errors: Iterable[str] | str, *, source: str | None = None) -> None:
+        self.errors: list[str] = [errors] if isinstance(errors, str) else list(errors)
+        self.source = source
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        if len(self.errors) == 1:
+            return f"{where}{self.errors[0]}"
+        lines = "\n".join(f"  - {error}" for error in self.errors)
+        return f"{where}{len(self.errors)} problems in the catalogue:\n{lines}"
+
+    def __str__(self) -> str:
+        return self._describe()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_catalogue_error, (self.errors, self.source))
+
+
+def _rebuild_catalogue_error(errors: list[str], source: str | None) -> CatalogueError:
+    return CatalogueError(errors, source=source)
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _image_problems(
+    data: bytes, size: object
+) -> tuple[list[str], ImageSize | None, PNGInfo | None]:
+    """Problems of PNG ``data`` as an Apple image of ``size`` (inferred when None).
+
+    Returns the problems, the size and the PNG facts (the last two when known).
+    """
+    if size is not None and size not in IMAGE_SIZES:
+        return [f"size must be FULL_SIZE or BULLET_POINT, not {size!r}"], None, None
+    try:
+        info = read_png_info(data)
+    except (ValueError, TypeError) as exc:
+        return [f"{exc}; Apple accepts PNG images only"], None, None
+    problems: list[str] = []
+    if info.has_alpha_channel:
+        problems.append(
+            f"has an alpha channel (PNG colour type {info.color_type}, {info.color_type_name}); "
+            "Apple refuses transparency: export it without alpha"
+        )
+    if info.has_trns:
+        problems.append(
+            "has a tRNS chunk (transparent colour or palette entries); "
+            "Apple refuses transparency: export it without transparency"
+        )
+    w, h = info.width, info.height
+    kind: ImageSize | None = size
+    if kind is None:
+        if w == FULL_SIZE_WIDTH and FULL_SIZE_MIN_HEIGHT <= h <= FULL_SIZE_MAX_HEIGHT:
+            kind = "FULL_SIZE"
+        elif w == h == BULLET_POINT_SIDE:
+            kind = "BULLET_POINT"
+        else:
+            problems.append(
+                f"{w}x{h} px fits neither of Apple's image sizes: {_FULL_SIZE_RULE}; {_BULLET_RULE}"
+            )
+    elif kind == "FULL_SIZE":
+        if w != FULL_SIZE_WIDTH:
+            problems.append(
+                f"{w}x{h} px: a FULL_SIZE image must be exactly {FULL_SIZE_WIDTH} px wide"
+            )
+        if not FULL_SIZE_MIN_HEIGHT <= h <= FULL_SIZE_MAX_HEIGHT:
+            problems.append(
+                f"{w}x{h} px: a FULL_SIZE image must be "
+                f"{FULL_SIZE_MIN_HEIGHT}–{FULL_SIZE_MAX_HEIGHT} px high"
+            )
+    elif (w, h) != (BULLET_POINT_SIDE, BULLET_POINT_SIDE):
+        problems.append(
+            f"{w}x{h} px: a BULLET_POINT image must be {BULLET_POINT_SIDE}x{BULLET_POINT_SIDE} px"
+        )
+    return problems, kind, info
+
+
+def _image_entry(
+    data: bytes, size: object, name: str, source: str | None
+) -> ImageEntry | list[str]:
+    """The checked image entry, or the problems of the PNG bytes."""
+    problems, kind, info = _image_problems(data, size)
+    if problems or kind is None or info is None:
+        return problems
+    return ImageEntry(
+        name=name,
+        size=kind,
+        data=bytes(data),
+        width=info.width,
+        height=info.height,
+        sha256=hashlib.sha256(data).hexdigest(),
+        source=source,
+    )
+
+
+def _name_problem(name: object) -> str | None:
+    if not isinstance(name, str):
+        return f"must be a string, not {_type_name(name)}"
+    if not name.strip():
+        return "must not be empty"
+    if name != name.strip():
+        return f"{name!r} has spaces at its start or end"
+    if len(name) > NAME_MAX_LENGTH:
+        return f"{len(name)} characters, the limit for names is {NAME_MAX_LENGTH}"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return f"{name!r} contains control characters"
+    return _utf8_problem(name)
+
+
+def _utf8_problem(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"contains {text[exc.start]!r}, which is not valid UTF-8 (a lone surrogate)"
+    return None
+
+
+def check_image(
+    data: bytes, size: ImageSize | None = None, *, name: str, source: str | None = None
+) -> ImageEntry:
+    """Check PNG bytes against Apple's image rules and return the image entry.
+
+    ``size`` is inferred from the dimensions when ``None``. Raises
+    :class:`CatalogueError` naming the file (``source``, else ``name``) and
+    every rule broken: not a PNG, transparency, wrong dimensions, empty name.
+    """
+    label = source or (name if isinstance(name, str) and name else "image")
+    errors: list[str] = []
+    name_problem = _name_problem(name)
+    if name_problem is not None:
+        errors.append(f"{label}: name {name_problem}")
+    entry = _image_entry(data, size, name, source)
+    if isinstance(entry, list):
+        errors.extend(f"{label}: {problem}" for problem in entry)
+    if errors or isinstance(entry, list):
+        raise CatalogueError(errors)
+    return entry
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+class _Text(validate.Validator):
+    """A string that is not blank, is valid UTF-8 and has at most ``limit`` code points."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+
+    def __call__(self, value: str) -> str:
+        if not value.strip():
+            raise ValidationError("must not be empty")
+        problem = _utf8_problem(value)
+        if problem is not None:
+            raise ValidationError(problem)
+        if self.limit is not None and len(value) > self.limit:
+            raise ValidationError(f"{len(value)} characters, Apple's limit is {self.limit}")
+        return value
+
+
+class _Name(validate.Validator):
+    def __call__(self, value: str) -> str:
+        problem = _name_problem(value)
+        if problem is not None:
+            raise ValidationError(problem)
+        return value
+
+
+class _ProductId(validate.Validator):
+    def __call__(self, value: str) -> str:
+        if not value.strip():
+            raise ValidationError("must not be empty")
+        if any(c.isspace() or ord(c) < 32 or ord(c) == 127 or c == "/" for c in value):
+            raise ValidationError(
+                f"{value!r} is not a product ID: App Store product IDs contain letters, "
+                "digits, periods and underscores, without spaces or slashes"
+            )
+        problem = _utf8_problem(value)
+        if problem is not None:
+            raise ValidationError(problem)
+        return value
+
+
+class _Locale(validate.Validator):
+    def __call__(self, value: str) -> str:
+        problem = locale_problem(value)
+        if problem is not None:
+            raise ValidationError(problem)
+        return value
+
+
+def _string(
+    *validators: Callable[[Any], Any], required: bool = True, **kwargs: Any
+) -> fields.String:
+    """A string field with messages that read well after ``entry.field:``."""
+    return fields.String(
+        required=required,
+        allow_none=not required,
+        validate=list(validators),
+        error_messages={
+            "required": "missing (it is required)",
+            "null": "must not be null",
+            "invalid": "must be a string",
+        },
+        **kwargs,
+    )
+
+
+def _unknown_message(schema_fields: Iterable[str]) -> str:
+    return f"unknown field; the fields are: {', '.join(schema_fields)}"
+
+
+class _StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class BulletPointSchema(_StrictSchema):
+    """One bullet point: ``text``, ``image`` (a BULLET_POINT image's name), ``alt_text``."""
+
+    text = _string(_Text(BULLET_TEXT_MAX_LENGTH))
+    image = _string(_Name())
+    alt_text = _string(_Text(ALT_TEXT_MAX_LENGTH))
+
+    error_messages = {  # noqa: RUF012 (marshmallow's own class attribute)
+        "unknown": _unknown_message(("text", "image", "alt_text")),
+        "type": "must be a table (object) with text, image and alt_text",
+    }
+
+
+_MESSAGE_FIELDS: Final = (
+    "name",
+    "header",
+    "body",
+    "image",
+    "image_alt_text",
+    "header_position",
+    "bullet_points",
+)
+
+
+class MessageSchema(_StrictSchema):
+    """A text message as a catalogue file or the Python API describes it."""
+
+    name = _string(_Name())
+    header = _string(_Text(HEADER_MAX_LENGTH))
+    body = _string(_Text(BODY_MAX_LENGTH))
+    image = _string(_Name(), required=False)
+    image_alt_text = _string(_Text(ALT_TEXT_MAX_LENGTH), required=False)
+    header_position = _string(
+        validate.OneOf(HEADER_POSITIONS, error="must be ABOVE_BODY or ABOVE_IMAGE, not {input!r}"),
+        required=False,
+    )
+    bullet_points = fields.List(
+        fields.Nested(BulletPointSchema),
+        required=False,
+        allow_none=True,
+        error_messages={"invalid": "must be a list of bullet points"},
+    )
+
+    error_messages = {  # noqa: RUF012 (marshmallow's own class attribute)
+        "unknown": _unknown_message(_MESSAGE_FIELDS),
+    }
+
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _check_rules(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
+        # ``data`` lacks the fields that failed their own checks; ``original``
+        # says what was given, so that one mistake is not reported twice.
+        given = original if isinstance(original, Mapping) else {}
+        errors: dict[str, list[str]] = {}
+        has_image = given.get("image") is not None
+        has_alt_text = given.get("image_alt_text") is not None
+        if data.get("header_position") == "ABOVE_IMAGE" and not has_image:
+            errors.setdefault("header_position", []).append(
+                "ABOVE_IMAGE needs an image: give the message an image or use ABOVE_BODY"
+            )
+        if has_image and not has_alt_text:
+            errors.setdefault("image_alt_text", []).append(
+                "missing: Apple requires alt text with the image (describe it for VoiceOver)"
+            )
+        if has_alt_text and not has_image:
+            errors.setdefault("image_alt_text", []).append(
+                "given without an image: add the image or remove the alt text"
+            )
+        bullets = given.get("bullet_points")
+        if isinstance(bullets, list) and len(bullets) > MAX_BULLET_POINTS:
+            errors.setdefault("bullet_points", []).append(
+                f"{len(bullets)} bullet points, Apple's limit is {MAX_BULLET_POINTS}"
+            )
+        if errors:
+            raise ValidationError(cast("dict[str, Any]", errors))
+
+
+class DefaultSchema(_StrictSchema):
+    """The default message for a product and locale."""
+
+    product_id = _string(_ProductId())
+    locale = _string(_Locale())
+    message = _string(_Name())
+
+    error_messages = {  # noqa: RUF012 (marshmallow's own class attribute)
+        "unknown": _unknown_message(("product_id", "locale", "message")),
+    }
+
+
+class ImageFileSchema(_StrictSchema):
+    """An image entry of a catalogue file: ``name``, ``file``, optional ``size``."""
+
+    name = _string(_Name())
+    file = _string(_Text())
+    size = _string(
+        validate.OneOf(IMAGE_SIZES, error="must be FULL_SIZE or BULLET_POINT, not {input!r}"),
+        required=False,
+    )
+
+    error_messages = {  # noqa: RUF012 (marshmallow's own class attribute)
+        "unknown": _unknown_message(("name", "file", "size")),
+    }
+
+
+@cache
+def _schema(kind: type[Schema]) -> Schema:
+    return kind()
+
+
+def _flatten(messages: Any, path: str = "") -> list[str]:
+    """Marshmallow's nested error dict as ``path: message`` lines."""
+    if isinstance(messages, dict):
+        out: list[str] = []
+        for key, value in messages.items():
+            if key == "_schema":
+                out.extend(_flatten(value, path))
+            elif isinstance(key, int):
+                out.extend(_flatten(value, f"{path}[{key}]"))
+            else:
+                out.extend(_flatten(value, f"{path}.{key}"))
+        return out
+    if isinstance(messages, list | tuple):
+        return [line for item in messages for line in _flatten(item, path)]
+    return [f"{path}: {messages}" if path else str(messages)]
+
+
+def _load(kind: type[Schema], data: object, where: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise CatalogueError(
+            [f"{where}: must be a table (object) of fields, not {_type_name(data)}"]
+        )
+    try:
+        return cast("dict[str, Any]", _schema(kind).load(dict(data)))
+    except ValidationError as exc:
+        raise CatalogueError(
+            [
+                f"{where}{line}" if line.startswith((".", "[")) else f"{where}: {line}"
+                for line in _flatten(exc.messages)
+            ]
+        ) from None
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    return {
+        dict: "a table",
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+    }.get(type(value), type(value).__name__)
+
+
+# --------------------------------------------------------------------------- entries
+
+
+def validate_message(data: Mapping[str, Any], *, where: str = "message") -> MessageEntry:
+    """Check a message's fields against Apple's rules and return the entry.
+
+    Refuses unknown fields, wrong types, texts over Apple's limits, more than
+    :data:`MAX_BULLET_POINTS` bullets, ``ABOVE_IMAGE`` without an image and an
+    image without alt text. Raises :class:`CatalogueError` listing every
+    problem as ``{where}.{field}: ...``. Image names are checked by
+    :func:`check_document`.
+    """
+    loaded = _load(MessageSchema, data, where)
+    return MessageEntry(
+        name=loaded["name"],
+        header=loaded["header"],
+        body=loaded["body"],
+        image=loaded.get("image"),
+        image_alt_text=loaded.get("image_alt_text"),
+        header_position=cast("HeaderPosition | None", loaded.get("header_position")),
+        bullet_points=tuple(
+            BulletPointEntry(text=b["text"], image=b["image"], alt_text=b["alt_text"])
+            for b in loaded.get("bullet_points") or ()
+        ),
+    )
+
+
+def validate_default(data: Mapping[str, Any], *, where: str = "default") -> DefaultEntry:
+    """Check a default's product ID, locale and message name and return the entry.
+
+    The locale must be well-formed (``en-US``, ``zh-Hans``, ``es-419``); a
+    well-formed code that is not in :data:`KNOWN_LOCALES` is accepted (see
+    :func:`locale_warning`).
+    """
+    loaded = _load(DefaultSchema, data, where)
+    return DefaultEntry(
+        product_id=loaded["product_id"], locale=loaded["locale"], message=loaded["message"]
+    )
+
+
+def locale_problem(locale: object) -> str | None:
+    """Why ``locale`` is not a well-formed App Store locale short code, or ``None``."""
+    if not isinstance(locale, str):
+        return f"must be a string, not {_type_name(locale)}"
+    if not locale.strip():
+        return "must not be empty; use an App Store locale short code such as en-US"
+    if _LOCALE_RE.fullmatch(locale):
+        return None
+    if any(c.isspace() for c in locale):
+        return f"{locale!r} contains spaces; locale short codes look like en-US"
+    suggestion = _locale_suggestion(locale)
+    if "_" in locale:
+        hint = f"write {suggestion}" if suggestion else "use hyphens, as in en-US"
+        return f"{locale!r} uses an underscore; App Store locale short codes use hyphens: {hint}"
+    if suggestion:
+        return (
+            f"{locale!r} has the wrong case; locale short codes are case-sensitive: "
+            f"write {suggestion}"
+        )
+    return f"{locale!r} is not a locale short code; they look like en-US, zh-Hans or es-419"
+
+
+def _locale_suggestion(locale: str) -> str | None:
+    if not _LOCALE_LOOSE_RE.fullmatch(locale):
+        return None
+    parts = locale.replace("_", "-").split("-")
+    fixed = [parts[0].lower()]
+    for part in parts[1:]:
+        fixed.append(part.title() if len(part) == 4 else part.upper())
+    candidate = "-".join(fixed)
+    return candidate if _LOCALE_RE.fullmatch(candidate) else None
+
+
+def locale_warning(locale: str) -> str | None:
+    """A warning for a well-formed locale code missing from :data:`KNOWN_LOCALES`.
+
+    Not an error: Apple's list changes. Apple refuses codes it does not know
+    with ``InvalidLocaleError`` when sync configures the default.
+    """
+    if locale_problem(locale) is not None or locale in KNOWN_LOCALES:
+        return None
+    return (
+        f"locale {locale!r} is not one of the App Store locale short codes flask-retention "
+        "knows; check it (Apple refuses unknown codes with InvalidLocaleError at sync)"
+    )
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def _label(kind: str, index: int, name: object) -> str:
+    if isinstance(name, str) and name:
+        return f"{kind}[{index}] ({name if name.isprintable() else repr(name)})"
+    return f"{kind}[{index}]"
+
+
+@dataclass
+class _Labeled:
+    """Entries of a document with the label that names each in error messages."""
+
+    images: list[tuple[str, ImageEntry]]
+    messages: list[tuple[str, MessageEntry]]
+    defaults: list[tuple[str, DefaultEntry]]
+
+
+def _message_as_data(message: MessageEntry) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": message.name, "header": message.header, "body": message.body}
+    for key in ("image", "image_alt_text", "header_position"):
+        value = getattr(message, key)
+        if value is not None:
+            data[key] = value
+    if message.bullet_points:
+        data["bullet_points"] = [
+            {"text": b.text, "image": b.image, "alt_text": b.alt_text}
+            for b in message.bullet_points
+        ]
+    return data
+
+
+def _cross_check(
+    labeled: _Labeled,
+    known_images: Mapping[str, ImageSize],
+    known_messages: Collection[str],
+    unchecked_images: Collection[str] = (),
+    unchecked_messages: Collection[str] = (),
+) -> tuple[list[str], list[str]]:
+    """Errors and warnings across entries: names, references, counts, defaults.
+
+    References to ``unchecked_*`` names (entries that failed their own checks,
+    already reported) are not reported again.
+    """
+    errors: list[str] = []
+    warnings: list[str] = []
+
+    images: dict[str, ImageSize] = dict(known_images)
+    first: dict[str, str] = {}
+    for label, image in labeled.images:
+        if image.name in first:
+            errors.append(
+                f"{label}: the name {image.name!r} is used again (first by {first[image.name]})"
+            )
+        else:
+            first[image.name] = label
+        images[image.name] = image.size
+
+    first = {}
+    message_names = set(known_messages)
+    for label, message in labeled.messages:
+        if message.name in first:
+            errors.append(
+                f"{label}: the name {message.name!r} is used again (first by {first[message.name]})"
+            )
+        else:
+            first[message.name] = label
+        message_names.add(message.name)
+        if message.image is not None:
+            errors.extend(
+                _reference(f"{label}.image", message.image, "FULL_SIZE", images, unchecked_images)
+            )
+        for i, bullet in enumerate(message.bullet_points):
+            errors.extend(
+                _reference(
+                    f"{label}.bullet_points[{i}].image",
+                    bullet.image,
+                    "BULLET_POINT",
+                    images,
+                    unchecked_images,
+                )
+            )
+
+    bound: dict[tuple[str, str], str] = {}
+    for label, default in labeled.defaults:
+        key = (default.product_id, default.locale)
+        if key in bound:
+            errors.append(
+                f"{label}: a second default for {default.product_id} in {default.locale} "
+                f"(first by {bound[key]}); each product and locale has one default"
+            )
+        else:
+            bound[key] = label
+        if default.message not in message_names and default.message not in unchecked_messages:
+            errors.append(
+                f"{label}.message: no message named {default.message!r}; "
+                "add it to messages or fix the name"
+            )
+        warning = locale_warning(default.locale)
+        if warning is not None:
+            warnings.append(f"{label}.locale: {warning}")
+
+    image_count = len(set(known_images) | {image.name for _, image in labeled.images})
+    if image_count > MAX_IMAGES:
+        errors.append(f"images: {image_count} images, Apple's limit is {MAX_IMAGES} per app")
+    message_count = len(set(known_messages) | {m.name for _, m in labeled.messages})
+    if message_count > MAX_MESSAGES:
+        errors.append(
+            f"messages: {message_count} messages, Apple's limit is {MAX_MESSAGES} per app"
+        )
+    return errors, warnings
+
+
+def _reference(
+    where: str,
+    name: str,
+    size: ImageSize,
+    images: Mapping[str, ImageSize],
+    unchecked: Collection[str],
+) -> list[str]:
+    if name in unchecked:
+        return []
+    actual = images.get(name)
+    if actual is None:
+        return [f"{where}: no image named {name!r}; add it to images or fix the name"]
+    if actual != size:
+        use = "the main image" if size == "FULL_SIZE" else "a bullet point's image"
+        rule = _FULL_SIZE_RULE if size == "FULL_SIZE" else _BULLET_RULE
+        return [f"{where}: {name!r} is a {actual} image, but {use} must be {size} ({rule})"]
+    return []
+
+
+def _entry_problems(labeled: _Labeled) -> list[str]:
+    """Re-check entries built in Python rather than by this module's functions."""
+    errors: list[str] = []
+    for label, image in labeled.images:
+        name_problem = _name_problem(image.name)
+        if name_problem is not None:
+            errors.append(f"{label}.name: {name_problem}")
+        if image.size not in IMAGE_SIZES:
+            errors.append(f"{label}.size: must be FULL_SIZE or BULLET_POINT, not {image.size!r}")
+        elif image.size == "FULL_SIZE" and not (
+            image.width == FULL_SIZE_WIDTH
+            and FULL_SIZE_MIN_HEIGHT <= image.height <= FULL_SIZE_MAX_HEIGHT
+        ):
+            errors.append(f"{label}: {image.width}x{image.height} px, but {_FULL_SIZE_RULE}")
+        elif image.size == "BULLET_POINT" and (image.width, image.height) != (
+            BULLET_POINT_SIDE,
+            BULLET_POINT_SIDE,
+        ):
+            errors.append(f"{label}: {image.width}x{image.height} px, but {_BULLET_RULE}")
+    for label, message in labeled.messages:
+        try:
+            validate_message(_message_as_data(message), where=label)
+        except CatalogueError as exc:
+            errors.extend(exc.errors)
+    for label, default in labeled.defaults:
+        try:
+            validate_default(
+                {
+                    "product_id": default.product_id,
+                    "locale": default.locale,
+                    "message": default.message,
+                },
+                where=label,
+            )
+        except CatalogueError as exc:
+            errors.extend(exc.errors)
+    return errors
+
+
+def check_document(
+    doc: CatalogueDocument,
+    *,
+    known_images: Mapping[str, ImageSize] | None = None,
+    known_messages: Collection[str] | None = None,
+) -> CatalogueDocument:
+    """Check a whole catalogue across entries and return it with ``warnings`` filled.
+
+    Every message's image must exist (in ``doc`` or ``known_images``, e.g. the
+    database) and be ``FULL_SIZE``, every bullet image ``BULLET_POINT``; every
+    default must name a message of ``doc`` or ``known_messages``. Names are
+    unique within the document, each (product, locale) has one default, and
+    the images and messages (the document's together with the known ones) stay
+    within Apple's limits. Unknown locales become warnings. Raises
+    :class:`CatalogueError` listing every problem.
+    """
+    labeled = _Labeled(
+        images=[(_label("images", i, e.name), e) for i, e in enumerate(doc.images)],
+        messages=[(_label("messages", i, e.name), e) for i, e in enumerate(doc.messages)],
+        defaults=[(f"defaults[{i}]", e) for i, e in enumerate(doc.defaults)],
+    )
+    errors = _entry_problems(labeled)
+    cross_errors, warnings = _cross_check(labeled, known_images or {}, known_messages or ())
+    errors.extend(cross_errors)
+    if errors:
+        raise CatalogueError(errors)
+    return replace(doc, warnings=tuple(warnings))
+
+
+# --------------------------------------------------------------------------- files
+
+_SECTIONS: Final = ("images", "messages", "defaults")
+
+
+def load_catalogue_file(path: str | os.PathLike[str]) -> CatalogueDocument:
+    """Read a TOML or JSON catalogue file (by extension) and check all of it.
+
+    Both formats have the same shape: top-level ``images``, ``messages`` and
+    ``defaults`` arrays. Image ``file`` paths are relative to the catalogue
+    file's folder. Raises :class:`CatalogueError` listing every problem (syntax
+    errors with their line, unreadable images with the entry and path, every
+    rule broken); returns the checked document with its warnings otherwise.
+    """
+    file = Path(path)
+    source = os.fspath(path)
+    raw = _read_document(file, source)
+    errors: list[str] = []
+    for key in raw:
+        if key not in _SECTIONS:
+            errors.append(
+                f"{key}: unknown top-level key; a catalogue has only images, messages and defaults"
+            )
+    sections: dict[str, list[Any]] = {}
+    for key in _SECTIONS:
+        value = raw.get(key, [])
+        if not isinstance(value, list):
+            errors.append(
+                f"{key}: must be a list of tables ([[{key}]] in TOML, an array in JSON), "
+                f"not {_type_name(value)}"
+            )
+            value = []
+        sections[key] = value
+
+    failed_images: set[str] = set()
+    images: list[tuple[str, ImageEntry]] = []
+    for i, item in enumerate(sections["images"]):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        label = _label("images", i, name)
+        image = _load_image(item, label, file.parent, errors)
+        if image is None:
+            if isinstance(name, str):
+                failed_images.add(name)
+        else:
+            images.append((label, image))
+
+    failed_messages: set[str] = set()
+    messages: list[tuple[str, MessageEntry]] = []
+    for i, item in enumerate(sections["messages"]):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        label = _label("messages", i, name)
+        try:
+            messages.append((label, validate_message(item, where=label)))
+        except CatalogueError as exc:
+            errors.extend(exc.errors)
+            if isinstance(name, str):
+                failed_messages.add(name)
+
+    defaults: list[tuple[str, DefaultEntry]] = []
+    for i, item in enumerate(sections["defaults"]):
+        label = f"defaults[{i}]"
+        try:
+            defaults.append((label, validate_default(item, where=label)))
+        except CatalogueError as exc:
+            errors.extend(exc.errors)
+
+    labeled = _Labeled(images=images, messages=messages, defaults=defaults)
+    cross_errors, warnings = _cross_check(labeled, {}, (), failed_images, failed_messages)
+    errors.extend(cross_errors)
+    if errors:
+        raise CatalogueError(errors, source=source)
+    return CatalogueDocument(
+        images=tuple(entry for _, entry in images),
+        messages=tuple(entry for _, entry in messages),
+        defaults=tuple(entry for _, entry in defaults),
+        warnings=tuple(warnings),
+    )
+
+
+def _load_image(item: object, label: str, folder: Path, errors: list[str]) -> ImageEntry | None:
+    try:
+        loaded = _load(ImageFileSchema, item, label)
+    except CatalogueError as exc:
+        errors.extend(exc.errors)
+        return None
+    relative: str = loaded["file"]
+    image_path = folder / relative
+    try:
+        data = image_path.read_bytes()
+    except OSError as exc:
+        errors.append(f"{label}.file: cannot read {image_path}: {exc.strerror or exc}")
+        return None
+    entry = _image_entry(data, loaded.get("size"), loaded["name"], relative)
+    if isinstance(entry, list):
+        errors.extend(f"{label}.file: {relative}: {problem}" for problem in entry)
+        return None
+    return entry
+
+
+def _suffix(file: Path, source: str) -> str:
+    suffix = file.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        shown = repr(file.suffix) if file.suffix else "no extension"
+        raise CatalogueError(
+            f"unsupported catalogue file type ({shown}); use a .toml or .json file",
+            source=source,
+        )
+    return suffix
+
+
+def _read_document(file: Path, source: str) -> dict[str, Any]:
+    suffix = _suffix(file, source)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise CatalogueError(
+            f"cannot read the catalogue file: {exc.strerror or exc}", source=source
+        ) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise CatalogueError(
+            f"not UTF-8 text (line {line}, byte {exc.start}); save the file as UTF-8",
+            source=source,
+        ) from None
+    if suffix == ".toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise CatalogueError(f"not valid TOML: {exc}", source=source) from None
+    try:
+        document = json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        raise CatalogueError(
+            f"not valid JSON: {exc.msg} (at line {exc.lineno}, column {exc.colno})",
+            source=source,
+        ) from None
+    except _DuplicateKeyError as exc:
+        raise CatalogueError(f"not valid JSON: {exc}", source=source) from None
+    if not isinstance(document, dict):
+        raise CatalogueError(
+            "the JSON document must be an object with images, messages and defaults, "
+            f"not {_type_name(document)}",
+            source=source,
+        )
+    return document
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKeyError(f"the key {key!r} appears twice in one object")
+        result[key] = value
+    return result
+
+
+def write_catalogue_file(
+    doc: CatalogueDocument, path: str | os.PathLike[str], *, images_dir: str = "images"
+) -> None:
+    """Write ``doc`` as a TOML or JSON catalogue file (by extension), images beside it.
+
+    Each image is written to ``images_dir/<name>.png`` relative to the file
+    (names that are not safe file names get a safe one). The document is
+    checked first (an invalid one writes nothing), images are written before
+    the catalogue, and each file is replaced atomically, so a failure never
+    leaves a half-written file. :func:`load_catalogue_file` reads back an equal
+    document (each image's ``source`` becomes the path written).
+    """
+    file = Path(path)
+    source = os.fspath(path)
+    suffix = _suffix(file, source)
+    doc = check_document(doc)
+    folder = file.parent
+    image_files = _image_file_names(doc.images)
+    images_folder = folder / images_dir
+    images_folder.mkdir(parents=True, exist_ok=True)
+    prefix = Path(images_dir).as_posix().rstrip("/")
+    image_rows: list[dict[str, str]] = []
+    for image in doc.images:
+        filename = image_files[image.name]
+        _write_atomically(images_folder / filename, image.data)
+        image_rows.append({"name": image.name, "file": f"{prefix}/{filename}", "size": image.size})
+    data: dict[str, list[dict[str, Any]]] = {
+        "images": image_rows,
+        "messages": [_message_as_data(message) for message in doc.messages],
+        "defaults": [
+            {"product_id": d.product_id, "locale": d.locale, "message": d.message}
+            for d in doc.defaults
+        ],
+    }
+    if suffix == ".toml":
+        text = dump_toml(data)
+    else:
+        text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    _write_atomically(file, text.encode("utf-8"))
+
+
+_SAFE_FILE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def _image_file_names(images: Sequence[ImageEntry]) -> dict[str, str]:
+    """A distinct, portable ``.png`` file name for each image name.
+
+    Safe names are kept; others (slashes, spaces, non-ASCII, names differing
+    only in case on case-insensitive file systems) get a slug and a short hash.
+    """
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for image in images:
+        stem = image.name
+        if not _SAFE_FILE_NAME.fullmatch(stem) or stem.lower() in used:
+            slug = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")[:60] or "image"
+            digest = hashlib.sha256(stem.encode("utf-8")).hexdigest()[:10]
+            stem = f"{slug}-{digest}"
+        used.add(stem.lower())
+        names[image.name] = f"{stem}.png"
+    return names
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------- TOML
+
+
+def toml_string(value: str) -> str:
+    """``value`` as a TOML basic string, with every character that needs it escaped."""
+    out = ['"']
+    for char in value:
+        code = ord(char)
+        if char == '"':
+            out.append('\\"')
+        elif char == "\\":
+            out.append("\\\\")
+        elif char in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[char])
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04X}")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
+
+
+_TOML_ESCAPES: Final = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, str):
+        return toml_string(value)
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{key} = {_toml_value(item)}" for key, item in value.items())
+        return f"{{ {inner} }}"
+    if isinstance(value, list | tuple):
+        if not value:
+            return "[]"
+        rows = "".join(f"  {_toml_value(item)},\n" for item in value)
+        return f"[\n{rows}]"
+    raise TypeError(f"the catalogue TOML writer handles strings, tables and lists, not {value!r}")
+
+
+def dump_toml(data: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """A catalogue document as TOML: each top-level list as an array of tables.
+
+    Values are strings, lists, or inline tables of strings, which is all a
+    catalogue holds. Keys are written bare, so they must be bare-key names.
+    """
+    lines = ["# flask-retention catalogue: images, messages, and defaults per product and locale."]
+    for section, rows in data.items():
+        for row in rows:
+            lines.append("")
+            lines.append(f"[[{_bare_key(section)}]]")
+            lines.extend(f"{_bare_key(key)} = {_toml_value(value)}" for key, value in row.items())
+    return "\n".join(lines) + "\n"
+
+
+_BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _bare_key(key: str) -> str:
+    if not _BARE_KEY.fullmatch(key):
+        raise ValueError(f"{key!r} is not a bare TOML key")
+    return key

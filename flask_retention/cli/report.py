@@ -1,0 +1,108 @@
+"""``flask retention report`` and ``flask retention purge``: the decision log's commands.
+
+Thin wrappers over :func:`~flask_retention.insights.report.build_report` and
+:func:`~flask_retention.insights.decision_log.purge_decisions`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from flask_retention.cli import _expected_failures, retention_cli
+from flask_retention.realtime.choices import ENVIRONMENTS
+
+
+@retention_cli.command("report")
+@click.option(
+    "--since",
+    default="7d",
+    show_default=True,
+    help="Start of the window: a duration back from now (7d, 24h) or a date (2026-11-01).",
+)
+@click.option(
+    "--environment", type=click.Choice(ENVIRONMENTS), help="Only requests of this environment."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write a self-contained HTML page with charts to this file.",
+)
+def report_command(
+    since: str, environment: str | None, as_json: bool, html_file: Path | None
+) -> None:
+    """What the endpoint answered, fallbacks and why, latency percentiles, outcomes."""
+    from flask_retention.extension import get_state
+    from flask_retention.insights.report import (
+        build_report,
+        parse_since,
+        render_html,
+        render_json,
+        render_text,
+    )
+
+    now = datetime.now(UTC)
+    try:
+        start = parse_since(since, now)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="'--since'") from None
+    state = get_state()
+    order = {name: list(e.variants) for name, e in state.retention.experiments.items()}
+    with _expected_failures(html_file):
+        report = build_report(
+            state.engine,
+            start,
+            environment,
+            now=now,
+            outcome_window=state.settings.outcome_window,
+            experiment_order=order,
+        )
+        if html_file is not None:
+            html_file.write_text(render_html(report), encoding="utf-8")
+    if as_json:
+        click.echo(render_json(report))
+    elif html_file is None:
+        click.echo(render_text(report), nl=False)
+    if html_file is not None:
+        click.echo(f"Wrote the report to {html_file}.", err=as_json)
+
+
+@retention_cli.command("purge")
+@click.option(
+    "--older-than",
+    help="Delete decisions older than this (90d, 12h); default RETENTION_DECISION_LOG_DAYS days.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge_command(older_than: str | None, yes: bool) -> None:
+    """Delete old decisions from the decision log, and notifications as old, in batches."""
+    from flask_retention.extension import get_state
+    from flask_retention.insights.decision_log import count_older, purge_decisions
+    from flask_retention.insights.notifications import purge_notifications
+    from flask_retention.insights.report import parse_duration
+
+    state = get_state()
+    if older_than is None:
+        age = timedelta(days=state.settings.decision_log_days)
+    else:
+        try:
+            age = parse_duration(older_than)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--older-than'") from None
+    cutoff = datetime.now(UTC) - age
+    when = cutoff.strftime("%Y-%m-%d %H:%M UTC")
+    with _expected_failures():
+        if not yes:
+            count = count_older(state.engine, cutoff)
+            if not count:
+                click.echo(f"No decisions recorded before {when}.")
+                return
+            click.confirm(f"Delete {count} decisions recorded before {when}?", abort=True)
+        deleted = purge_decisions(state.engine, cutoff)
+        notifications = purge_notifications(state.engine, cutoff)
+    click.echo(f"Deleted {deleted} decisions recorded before {when}.")
+    if notifications:
+        click.echo(f"Deleted {notifications} notifications signed before {when}.")

@@ -1,0 +1,422 @@
+"""``flask retention sync|status|realtime-url|perf-test|check``: the catalogue and Apple.
+
+Thin commands over :mod:`flask_retention.appstore.sync`, :mod:`flask_retention.appstore.golive`
+and :mod:`flask_retention.appstore.checks`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from flask_retention.cli import retention_cli
+from flask_retention.cli.catalogue import (
+    confirm,
+    echo_json,
+    environment_option,
+    failures,
+    table,
+    yes_option,
+)
+
+#: Config keys read here (with their defaults) beside the ones in ``config.DEFAULTS``.
+SYNC_LOCK_TIMEOUT_KEY = "RETENTION_SYNC_LOCK_TIMEOUT"
+PERF_TEST_POLL_KEY = "RETENTION_PERF_TEST_POLL_INTERVAL"
+
+
+def _seconds(key: str, default: float) -> float:
+    """A wait from the config: set and checked by ``init_app``, read again here so that a
+    value changed after ``init_app`` (as tests do) is honoured, and checked again."""
+    from flask import current_app
+
+    value = current_app.config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise click.ClickException(f"{key} must be a number of seconds >= 0, not {value!r}.")
+    return float(value)
+
+
+def _state() -> Any:
+    from flask_retention.extension import get_state
+
+    return get_state()
+
+
+def _environment(environment: str | None) -> str:
+    env: str = environment or _state().settings.default_environment
+    return env
+
+
+def _client(environment: str) -> Any:
+    from flask_retention.appstore.client import client_from_settings
+
+    return client_from_settings(_state().settings, environment)
+
+
+# -- sync -------------------------------------------------------------------------------
+
+
+def _print_plan(plan: Any, client: Any) -> None:
+    from flask_retention.appstore.sync import wait_estimate
+
+    click.echo(f"Sync plan for {plan.environment}:")
+    if plan.steps:
+        table(["STEP", "KIND", "WHAT", "UUID"], [_step_row(s) for s in plan.steps])
+        click.echo(
+            f"{len(plan.steps)} change(s) at Apple; at least "
+            f"{wait_estimate(plan.estimate(client))} under Apple's pacing."
+        )
+    else:
+        click.echo("Nothing to change at Apple.")
+    _print_notes(plan)
+
+
+def _step_row(step: Any) -> list[object]:
+    verb, _, kind = step.action.partition("_")
+    return [verb, kind, step.target, step.uuid]
+
+
+def _print_notes(plan: Any) -> None:
+    for title, notes in (
+        ("Waiting for Apple's review", plan.waiting),
+        ("Rejected by Apple (edit them to make a new version)", plan.rejected),
+        ("At Apple but unknown here", plan.unknown),
+    ):
+        if notes:
+            click.echo(f"{title}:")
+            for note in notes:
+                click.echo(f"  {note.describe()}")
+
+
+@retention_cli.command("sync", short_help="Sync the catalogue with Apple (plan, upload, defaults).")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing on either side.")
+@click.option("--prune", is_flag=True, help="Also delete images and messages unknown here.")
+@environment_option
+@yes_option
+@click.option("--json", "as_json", is_flag=True, help="Print the plan and result as JSON.")
+def sync_command(
+    dry_run: bool, prune: bool, environment: str | None, yes: bool, as_json: bool
+) -> None:
+    """Upload the catalogue to Apple, pull review states and configure the defaults.
+
+    The plan comes from what was recorded plus one Get Image List and one
+    Get Message List. Images go first, then messages, then defaults (only
+    once Apple approved the message and its images); removals run in
+    reverse, and an old version is deleted only after its successor is
+    approved and the defaults point to it. One sync at a time per
+    environment; a sync that stopped half-way is finished by running it
+    again, and a sync with nothing to do makes no change at Apple.
+    """
+    from flask_retention.appstore.sync import SyncProgress, plan_sync, run_sync, wait_estimate
+
+    state = _state()
+    env = _environment(environment)
+    with failures():
+        timeout = _seconds(SYNC_LOCK_TIMEOUT_KEY, 900.0)
+        catalogue = state.retention.catalogue
+        with _client(env) as client:
+            plan = plan_sync(catalogue, client, prune=prune)
+            if not as_json:
+                _print_plan(plan, client)
+            if dry_run:
+                if as_json:
+                    echo_json({"dry_run": True, "plan": plan.to_json()})
+                return
+            if plan.steps and (env == "Production" or prune):
+                deletes = sum(1 for s in plan.steps if s.action.startswith("delete"))
+                confirm(
+                    f"Apply {len(plan.steps)} change(s) to Apple's {env} ({deletes} deletion(s))?",
+                    yes,
+                )
+            bar = None
+            if plan.steps and not as_json:
+                bar = click.progressbar(
+                    length=len(plan.steps),
+                    label=f"Syncing {env}",
+                    file=sys.stderr,
+                )
+                bar.__enter__()
+
+            def progress(p: SyncProgress) -> None:
+                if bar is None:
+                    return
+                bar.length = max(p.total, 1)
+                bar.label = f"Syncing {env} (about {wait_estimate(p.eta)} left)"
+                bar.update(p.done - bar.pos)
+
+            try:
+                result = run_sync(
+                    catalogue,
+                    client,
+                    prune=prune,
+                    lock_timeout=timeout,
+                    progress=progress,
+                    plan=plan,
+                )
+            finally:
+                if bar is not None:
+                    bar.__exit__(None, None, None)
+    if as_json:
+        echo_json(result.to_json())
+        return
+    if result.taken_over_from:
+        click.echo(f"Took over a stale sync lock from {result.taken_over_from}.")
+    click.echo(f"Applied {len(result.steps)} change(s) to {env}.")
+    if result.final.steps:
+        click.echo(f"{len(result.final.steps)} change(s) wait for a later sync.")
+    _print_notes(result.final)
+
+
+# -- status -----------------------------------------------------------------------------
+
+
+@retention_cli.command("status", short_help="Show the catalogue beside Apple's state.")
+@environment_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def status_command(environment: str | None, as_json: bool) -> None:
+    """Show the catalogue beside Apple's state, per environment, as the last sync saw it.
+
+    Each image and message version with Apple's review state, the defaults
+    (local and Apple's), the real-time URL and the last performance test.
+    """
+    from flask_retention.appstore.sync import sync_status
+
+    state = _state()
+    envs = [environment] if environment else list(state.settings.environments)
+    with failures():
+        catalogue = state.retention.catalogue
+        reports = [sync_status(catalogue, env) for env in envs]
+    if as_json:
+        echo_json(reports)
+        return
+    for index, report in enumerate(reports):
+        if index:
+            click.echo("")
+        click.echo(f"== {report['environment']} ==")
+        for kind in ("images", "messages"):
+            rows = [
+                [
+                    v["name"],
+                    v["version"],
+                    "current" if v["current"] else "old",
+                    v["apple_state"] or "not uploaded",
+                    v["uuid"],
+                ]
+                for v in report[kind]
+            ]
+            click.echo(f"{kind.capitalize()}:")
+            if rows:
+                table(["NAME", "VERSION", "", "APPLE", "UUID"], rows)
+            else:
+                click.echo("  none")
+        click.echo("Defaults:")
+        if report["defaults"]:
+            table(
+                ["PRODUCT", "LOCALE", "MESSAGE", "APPLE"],
+                [
+                    [
+                        d["product_id"],
+                        d["locale"],
+                        d["message"] or "(removed here)",
+                        "none"
+                        if d["apple"] is None
+                        else (
+                            f"{d['apple']['name']} v{d['apple']['version']}"
+                            if d["apple"]["name"]
+                            else d["apple"]["uuid"]
+                        ),
+                    ]
+                    for d in report["defaults"]
+                ],
+            )
+        else:
+            click.echo("  none")
+        click.echo(f"Real-time URL: {report['realtime_url'] or 'not configured'}")
+        test = report["last_performance_test"]
+        if test is None:
+            click.echo("Last performance test: none")
+        else:
+            rate = (test["results"] or {}).get("successRate")
+            click.echo(
+                f"Last performance test: {test['status']} ({test['request_id']}, "
+                f"{test['created_at'][:19]}"
+                + (f", success rate {rate}%" if rate is not None else "")
+                + ")"
+            )
+
+
+# -- real-time URL ----------------------------------------------------------------------
+
+
+@retention_cli.group("realtime-url", short_help="Configure, show or delete Apple's real-time URL.")
+def realtime_url_group() -> None:
+    """Configure, show or delete the URL Apple calls for real-time messages."""
+
+
+@realtime_url_group.command("set")
+@click.argument("url")
+@environment_option
+def realtime_url_set_command(url: str, environment: str | None) -> None:
+    """Configure URL (https://, at most 256 characters) at Apple.
+
+    Production needs a passed performance test first (`perf-test` in the
+    sandbox): without one recorded, this refuses before calling Apple.
+    """
+    from flask_retention.appstore.golive import configure_realtime_url
+
+    env = _environment(environment)
+    with failures():
+        catalogue = _state().retention.catalogue
+        with _client(env) as client:
+            configure_realtime_url(catalogue, client, url)
+    click.echo(f"Apple's {env} real-time URL is {url}.")
+
+
+@realtime_url_group.command("get")
+@environment_option
+def realtime_url_get_command(environment: str | None) -> None:
+    """Show the real-time URL Apple holds."""
+    from flask_retention.appstore.golive import get_realtime_url
+
+    env = _environment(environment)
+    with failures():
+        catalogue = _state().retention.catalogue
+        with _client(env) as client:
+            url = get_realtime_url(catalogue, client)
+    click.echo(url if url is not None else f"No real-time URL is configured in {env}.")
+
+
+@realtime_url_group.command("delete")
+@environment_option
+@yes_option
+def realtime_url_delete_command(environment: str | None, yes: bool) -> None:
+    """Delete the real-time URL: Apple stops calling the endpoint and shows defaults."""
+    from flask_retention.appstore.golive import delete_realtime_url
+
+    env = _environment(environment)
+    confirm(f"Delete Apple's {env} real-time URL? Apple stops calling the endpoint.", yes)
+    with failures():
+        catalogue = _state().retention.catalogue
+        with _client(env) as client:
+            delete_realtime_url(catalogue, client)
+    click.echo(f"Deleted Apple's {env} real-time URL.")
+
+
+# -- performance test -------------------------------------------------------------------
+
+
+def _print_result(result: Any) -> None:
+    click.echo(f"Result: {result.result}")
+    if result.success_rate is not None:
+        click.echo(f"Success rate: {result.success_rate}%")
+    times = result.response_times
+    if times is not None:
+        click.echo(
+            f"Response times (ms): p50 {times.p50:g}, p90 {times.p90:g}, p95 {times.p95:g}, "
+            f"p99 {times.p99:g}, average {times.average:g}"
+        )
+    if result.failures:
+        click.echo("Failures by reason:")
+        table(["REASON", "COUNT"], [[str(k), v] for k, v in sorted(result.failures.items())])
+
+
+@retention_cli.command("perf-test", short_help="Run Apple's performance test (sandbox).")
+@click.argument("original_transaction_id", required=False)
+@click.option("--no-wait", is_flag=True, help="Start the test, print its request ID and return.")
+@click.option("--result", "request_id", default=None, help="Fetch the result of REQUEST_ID.")
+def perf_test_command(
+    original_transaction_id: str | None, no_wait: bool, request_id: str | None
+) -> None:
+    """Run Apple's performance test of the sandbox real-time URL and print the result.
+
+    Apple signs requests for ORIGINAL_TRANSACTION_ID (a sandbox purchase)
+    and calls the sandbox real-time URL. The command follows the test
+    (polling every RETENTION_PERF_TEST_POLL_INTERVAL seconds, default 5)
+    and exits 1 on FAIL. `--no-wait` prints the request ID; `--result
+    REQUEST_ID` fetches it later.
+    """
+    from flask_retention.appstore.golive import (
+        fetch_performance_test,
+        follow_performance_test,
+        start_performance_test,
+    )
+
+    if (original_transaction_id is None) == (request_id is None):
+        raise click.UsageError("give ORIGINAL_TRANSACTION_ID, or --result REQUEST_ID (not both).")
+    engine = _state().engine
+    with failures():
+        interval = _seconds(PERF_TEST_POLL_KEY, 5.0)
+        with _client("Sandbox") as client:
+            if request_id is not None:
+                try:
+                    result = fetch_performance_test(engine, client, request_id)
+                except ValueError as e:
+                    raise click.ClickException(str(e)) from None
+                if not result.finished:
+                    click.echo(f"Performance test {request_id} is still running.")
+                    return
+            else:
+                assert original_transaction_id is not None
+                started = start_performance_test(engine, client, original_transaction_id)
+                c = started.config
+                click.echo(f"Started performance test {started.request_id}:")
+                table(
+                    ["REQUESTS", "CONCURRENT", "DURATION (ms)", "THRESHOLD (ms)", "SUCCESS RATE"],
+                    [
+                        [
+                            c.total_requests,
+                            c.max_concurrent_requests,
+                            c.total_duration,
+                            c.response_time_threshold,
+                            f"{c.success_rate_threshold}%",
+                        ]
+                    ],
+                )
+                if no_wait:
+                    click.echo(
+                        f"Fetch the result with `flask retention perf-test --result "
+                        f"{started.request_id}`."
+                    )
+                    return
+                with click.progressbar(
+                    length=c.total_requests,
+                    label="Performance test",
+                    file=sys.stderr,
+                ) as bar:
+
+                    def on_poll(r: Any) -> None:
+                        pending = r.num_pending if r.num_pending is not None else c.total_requests
+                        bar.update(max(0, c.total_requests - pending) - bar.pos)
+
+                    result = follow_performance_test(
+                        engine, client, started.request_id, interval=interval, on_poll=on_poll
+                    )
+    _print_result(result)
+    if not result.passed:
+        raise click.ClickException("the performance test failed.")
+
+
+# -- check ------------------------------------------------------------------------------
+
+
+@retention_cli.command("check", short_help="Check config, keys, database and catalogue.")
+@environment_option
+def check_command(environment: str | None) -> None:
+    """Check configuration, keys, certificates, database and catalogue; exit 1 on problems.
+
+    Lists every problem: missing API settings, a key that is not EC P-256,
+    root certificates that do not load, a database not reachable or not
+    migrated, no selector, defaults whose message Apple has not approved or
+    that Apple does not hold, and products and locales with real-time
+    traffic but no default.
+    """
+    from flask_retention.appstore.checks import run_checks
+
+    with failures():
+        problems = run_checks(environment=environment)
+    if problems:
+        for problem in problems:
+            click.echo(f"- {problem}", err=True)
+        raise click.ClickException(f"{len(problems)} problem(s) found.")
+    click.echo(f"All checks passed ({_environment(environment)}).")
