@@ -39,9 +39,7 @@ from sqlalchemy.orm import configure_mappers
 
 from flask_retention import Message, PromotionalOffer, RealtimeRequest, Retention, SwitchPlan
 from flask_retention.catalogue.schema import upgrade
-from flask_retention.catalogue.snapshot import CatalogueSnapshot
 from flask_retention.catalogue.store import Catalogue
-from flask_retention.extension import get_state
 
 from . import models
 
@@ -157,15 +155,13 @@ def prepare(app: Flask) -> bool:
     first_start = models.seed(app.extensions[EXAMPLE_KEY]) > 0
     # Warm up: the first real-time request should not pay for opening the database.
     models.find_subscription(app.extensions[EXAMPLE_KEY], "")
-    engine = get_state(app).engine
+    engine = retention.get_engine(app)
     upgrade(engine)
     catalogue = Catalogue(engine)
     catalogue.import_file(app.config["EXAMPLE_CATALOGUE"], prune=True)
     approve_in_sandbox_for_demo(catalogue)
-    # Load the catalogue snapshot now, so that the first request finds it.
-    lookup = get_state(app).lookup
-    if isinstance(lookup, CatalogueSnapshot):
-        lookup.refresh()
+    # Load the catalogue snapshot now, so that the first request finds it at once.
+    retention.warm_up(app)
     return first_start
 
 
@@ -264,13 +260,14 @@ def send_example_request(
 ) -> tuple[int, Any]:
     """Sign one real-time request with ``signer`` and send it to ``app``'s endpoint
     (in-process), or to ``url``; the status and the JSON answer."""
+    accepted = app.config["RETENTION_ENVIRONMENT"]  # one name, or a list whose first is the CLI's
     body = signer.realtime_body(
         original_transaction_id=original_transaction_id,
         app_apple_id=app.config["RETENTION_APP_APPLE_ID"],
         product_id=product_id,
         locale=locale,
         request_identifier=uuid.uuid4(),
-        environment=get_state(app).settings.default_environment,
+        environment=accepted if isinstance(accepted, str) else accepted[0],
     )
     headers = {"Content-Type": "application/json"}
     if url is None:

@@ -3,7 +3,7 @@ errors (DESIGN.md's public place; they live in :mod:`flask_retention.appstore`).
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, current_app
 
 from flask_retention.appstore.client import (
     ERROR_CODES,
@@ -49,7 +49,7 @@ from flask_retention.appstore.client import (
     client_from_settings,
     reset_rate_limits,
 )
-from flask_retention.extension import get_state
+from flask_retention.extension import EXTENSION_KEY
 
 __all__ = [
     "ERROR_CODES",
@@ -104,4 +104,5 @@ def client_from_app(app: Flask | None = None, environment: str | None = None) ->
     ``RETENTION_ENVIRONMENT``. A missing setting raises ``ConfigurationError``
     naming the key and where App Store Connect shows it.
     """
-    return client_from_settings(get_state(app).settings, environment)
+    retention = (app or current_app).extensions[EXTENSION_KEY]
+    return client_from_settings(retention._get_state(app).settings, environment)

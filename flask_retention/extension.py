@@ -6,46 +6,52 @@ import inspect
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 
-from flask_retention.catalogue.lookup import CatalogueLookup, EmptyLookup
 from flask_retention.catalogue.snapshot import CatalogueSnapshot
+from flask_retention.catalogue.store import Catalogue
 from flask_retention.core.config import DEFAULTS, Settings, read_settings
 from flask_retention.core.database import Database
+from flask_retention.insights.decision_log import DecisionLogWriter
+from flask_retention.insights.experiments import Experiment
+from flask_retention.insights.notifications import (
+    NotificationCallback,
+    NotificationReceiver,
+    check_settings,
+    register_notifications,
+)
+from flask_retention.realtime.endpoint import RealtimeEndpoint
 from flask_retention.realtime.view import register_endpoint
 from flask_retention.stats import CatalogueStats, DecisionLogStats, RetentionStats
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+    from flask_sqlalchemy import SQLAlchemy
 
-    from flask_retention.catalogue.store import Catalogue
-    from flask_retention.insights.experiments import Experiment
-    from flask_retention.insights.notifications import NotificationCallback, NotificationReceiver
     from flask_retention.realtime.choices import Choice, RealtimeRequest
-    from flask_retention.realtime.endpoint import RealtimeEndpoint
 
     Selector = Callable[[RealtimeRequest], Choice | None]
 
-logger = logging.getLogger("flask_retention")
+logger = logging.getLogger(__name__)
 
 EXTENSION_KEY = "retention"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass
-class RetentionState:
-    """Per-app state, kept in ``app.extensions["retention"]``."""
+@dataclass(eq=False)
+class _State:
+    """What the extension keeps for one app."""
 
-    retention: Retention
     settings: Settings
-    lookup: CatalogueLookup = field(default_factory=EmptyLookup)
+    database: Database
+    lookup: CatalogueSnapshot
+    notifications: NotificationReceiver
+    decision_log: DecisionLogWriter | None = None
     endpoint: RealtimeEndpoint | None = None
-    notifications: NotificationReceiver | None = None
-    database: Database = field(init=False, repr=False)
 
     @property
     def engine(self) -> sa.Engine:
@@ -56,23 +62,10 @@ class RetentionState:
         """Stop this app's background threads and close connections we opened."""
         if self.endpoint is not None:
             self.endpoint.close()
-        close = getattr(self.lookup, "close", None)
-        if close is not None:
-            close()
+        if self.decision_log is not None:
+            self.decision_log.close()
+        self.lookup.close()
         self.database.dispose()
-
-
-def get_state(app: Flask | None = None) -> RetentionState:
-    """The state of ``app`` (default: the current app), or a ``RuntimeError`` that says why."""
-    try:
-        state = (current_app if app is None else app).extensions[EXTENSION_KEY]
-    except KeyError:
-        raise RuntimeError(
-            "flask-retention is not initialised on this app: call Retention(app) or "
-            "retention.init_app(app) first."
-        ) from None
-    assert isinstance(state, RetentionState)
-    return state
 
 
 def _product_ids(product_ids: Iterable[str]) -> list[str]:
@@ -101,14 +94,16 @@ class Retention:
         self,
         app: Flask | None = None,
         *,
-        db: Any = None,
-        engine: Any = None,
+        db: SQLAlchemy | None = None,
+        engine: sa.Engine | None = None,
+        cli_group: str | None = "retention",
     ) -> None:
-        self.db = db
-        self.engine = engine
+        self._db = db
+        self._engine = engine
+        self.cli_group = cli_group
         self._catch_all: Selector | None = None
         self._scoped: dict[str, Selector] = {}
-        self._states: list[weakref.ref[RetentionState]] = []
+        self._states: weakref.WeakKeyDictionary[Flask, _State] = weakref.WeakKeyDictionary()
         self._notification_callback: NotificationCallback | None = None
         self._experiments: dict[str, Experiment] = {}
         if app is not None:
@@ -121,65 +116,111 @@ class Retention:
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
         settings = read_settings(app.config)
-        from flask_retention.insights.notifications import check_settings, register_notifications
-
         check_settings(settings)  # before anything is attached to the app
-        state = RetentionState(retention=self, settings=settings)
-        state.database = Database(app, db=self.db, engine=self.engine, uri=settings.database_uri)
-        state.lookup = CatalogueSnapshot(
-            lambda: state.database.engine, interval=settings.catalogue_refresh
+        database = Database(app, db=self._db, engine=self._engine, uri=settings.database_uri)
+        state = _State(
+            settings=settings,
+            database=database,
+            lookup=CatalogueSnapshot(lambda: database.engine, interval=settings.catalogue_refresh),
+            notifications=NotificationReceiver(
+                settings, database, lambda: self._notification_callback
+            ),
         )
-        app.extensions[EXTENSION_KEY] = state
-        self._states.append(weakref.ref(state))
-        register_endpoint(app, state)
-        register_notifications(app, state)
-        if settings.cli_group is not None:
+        if settings.decision_log:
+            state.decision_log = DecisionLogWriter(
+                lambda: database.engine,
+                max_queue=settings.decision_log_queue,
+                batch_size=settings.decision_log_batch,
+                interval=settings.decision_log_interval,
+            )
+        if settings.endpoint is not None:
+            state.endpoint = RealtimeEndpoint(
+                app,
+                settings,
+                lookup=state.lookup,
+                selector_for=self.selector_for,
+                record=None if state.decision_log is None else state.decision_log.record,
+            )
+            register_endpoint(app, state.endpoint, settings.endpoint)
+        if settings.notifications_endpoint is not None:
+            register_notifications(app, state.notifications, settings.notifications_endpoint)
+        self._states[app] = state
+        app.extensions[EXTENSION_KEY] = self
+        if self.cli_group is not None:
             from flask_retention.cli import retention_cli
 
-            app.cli.add_command(retention_cli, name=settings.cli_group)
+            app.cli.add_command(retention_cli, name=self.cli_group)
+
+    def _get_state(self, app: Flask | None = None) -> _State:
+        """The state of ``app`` (default: the current app), or a ``RuntimeError`` that says
+        why there is none."""
+        if app is not None:
+            state = self._states.get(app)
+        else:
+            if not has_app_context():
+                raise RuntimeError(
+                    "Working outside of an application context: give the app, or push its "
+                    "context (with app.app_context(): ...)."
+                )
+            state = next((s for known, s in self._states.items() if current_app == known), None)
+        if state is None:
+            raise RuntimeError(
+                f"The app {(app or current_app).name!r} is not registered with this Retention "
+                f"instance ({self!r}): call retention.init_app(app) first."
+            )
+        return state
+
+    def get_engine(self, app: Flask | None = None) -> sa.Engine:
+        """The SQLAlchemy engine of ``app``'s catalogue (default: the current app)."""
+        return self._get_state(app).database.engine
 
     @property
     def catalogue(self) -> Catalogue:
         """The message catalogue of the current app (see :class:`~.catalogue.Catalogue`)."""
-        from flask_retention.catalogue.store import Catalogue
-
-        return Catalogue(get_state().engine)
+        return Catalogue(self.get_engine())
 
     def stats(self, app: Flask | None = None) -> RetentionStats:
         """Counts of this process for ``app`` (default: the current app): the selector
         pool, the catalogue snapshot, the decision log. Each process has its own."""
-        state = get_state(app)
-        endpoint = state.endpoint
-        lookup = state.lookup
-        log = endpoint.decision_log if endpoint is not None else None
+        state = self._get_state(app)
+        log = state.decision_log
         return RetentionStats(
-            pool=endpoint.pool.stats() if endpoint is not None else None,
-            catalogue=CatalogueStats(
-                loaded=lookup.loaded, version=getattr(lookup, "version", None)
-            ),
-            decision_log=DecisionLogStats(**log.stats()) if log is not None else None,
+            pool=None if state.endpoint is None else state.endpoint.pool.stats(),
+            catalogue=CatalogueStats(loaded=state.lookup.loaded, version=state.lookup.version),
+            decision_log=None if log is None else DecisionLogStats(**log.stats()),
         )
 
-    def warm_up(self, app: Flask | None = None, timeout: float = 10.0) -> bool:
-        """Load the catalogue snapshot of this process now (waiting at most ``timeout``
-        seconds), instead of on the first real-time request; ``True`` once loaded.
+    def warm_up(self, app: Flask | None = None) -> bool:
+        """Load (or reload) ``app``'s catalogue snapshot in this process now, and start its
+        refresh thread; ``True`` once loaded. A failure is logged, not raised: the
+        thread keeps trying, and requests answer names with ``catalogue_unavailable``
+        meanwhile.
 
-        Call it where each serving process starts: gunicorn's ``post_worker_init``,
-        uWSGI's ``postfork``. Requests wait for the load anyway; warming up only
-        moves that wait out of the first request.
+        Call it where each serving process starts (gunicorn's ``post_worker_init``,
+        uWSGI's ``postfork``), so that the first request does not wait for the load,
+        and in tests after changing the catalogue.
         """
-        return get_state(app).lookup.ready(timeout)
+        lookup = self._get_state(app).lookup
+        lookup.start()
+        try:
+            lookup.refresh()
+        except Exception as e:
+            logger.warning(
+                "flask-retention could not load the catalogue (%s: %s); the refresh thread "
+                "keeps trying.",
+                type(e).__name__,
+                str(e).splitlines()[0] if str(e) else "",
+            )
+        return lookup.loaded
 
     def close(self, app: Flask | None = None) -> None:
         """Stop the background threads (selector workers, ...) of ``app``, or of every app
         this extension was initialised on. Safe to repeat; they restart when needed."""
         if app is not None:
-            get_state(app).close()
+            self._get_state(app).close()
             return
-        for ref in self._states:
-            state = ref()
-            if state is not None:
-                state.close()
+        for state in list(self._states.values()):
+            state.close()
 
     # -- selectors ---------------------------------------------------------
 
@@ -255,6 +296,11 @@ class Retention:
         ``data.renewalInfo``). The function is returned unchanged."""
         if not callable(fn):
             raise TypeError(f"on_notification needs a callable, not {fn!r}")
+        if self._notification_callback is not None:
+            raise ValueError(
+                "an on_notification callback is already registered "
+                f"({getattr(self._notification_callback, '__qualname__', '?')!r})."
+            )
         self._notification_callback = fn
         return fn
 
@@ -262,9 +308,7 @@ class Retention:
         """Verify, check and store one notification from a host's own handler; return it
         decoded. Raises :class:`~flask_retention.VerificationError` or
         :class:`~flask_retention.insights.notifications.NotificationError` (nothing stored)."""
-        receiver = get_state().notifications
-        assert receiver is not None
-        return receiver.record(signed_payload).notification
+        return self._get_state().notifications.record(signed_payload).notification
 
     def experiment(
         self,
@@ -274,8 +318,6 @@ class Retention:
     ) -> Experiment:
         """A new experiment between ``variants`` (see :class:`~.experiments.Experiment`);
         a name may be used once, so that the report never mixes two experiments."""
-        from flask_retention.insights.experiments import Experiment
-
         if name in self._experiments:
             raise ValueError(f"an experiment named {name!r} already exists")
         experiment = Experiment(name, variants, weights)

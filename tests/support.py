@@ -8,6 +8,9 @@ LICENSE.txt), kept in the repository so the suite runs on any fresh clone.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from flask import Flask
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 
@@ -18,3 +21,8 @@ def vector(path: str) -> Path:
     if not p.exists():
         raise FileNotFoundError(f"test vector {p} not found")
     return p
+
+
+def state_of(app: Flask) -> Any:
+    """What the app's ``Retention`` keeps for it (settings, database, lookup, endpoint, ...)."""
+    return app.extensions["retention"]._get_state(app)

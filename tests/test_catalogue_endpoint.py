@@ -8,10 +8,10 @@ import pytest
 
 from flask_retention import Message
 from flask_retention.catalogue.snapshot import CatalogueSnapshot
-from flask_retention.extension import get_state
 from flask_retention.testing import AppStoreSigner
 
 from .catalogue_support import migrated_engine, retention_app
+from .support import state_of
 
 URL = "/retention/realtime"
 
@@ -38,7 +38,7 @@ def test_endpoint_serves_the_approved_version_of_a_name_and_default(
             catalogue.record_apple_state("message", old.uuid, "Sandbox", "APPROVED")
             new = catalogue.add_message("winback", "Stay", "Edited, in review")
             catalogue.set_default("com.example.monthly", "en-US", "winback")
-        snapshot = get_state(app).lookup
+        snapshot = state_of(app).lookup
         assert isinstance(snapshot, CatalogueSnapshot)
         snapshot.refresh()
         choices: list[Message | None] = [Message("winback")]

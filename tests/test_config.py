@@ -12,9 +12,8 @@ from flask import Flask
 
 from flask_retention import ConfigurationError, Retention
 from flask_retention.core.config import bundled_root_pem
-from flask_retention.extension import get_state
 
-from .support import vector
+from .support import state_of, vector
 
 APPLE_ROOT_SHA256 = (
     "63:34:3A:BF:B8:9A:6A:03:EB:B5:7E:9B:3F:5F:A7:BE:"
@@ -39,7 +38,7 @@ def test_bundled_apple_root_has_apples_fingerprint() -> None:
 
 def test_default_roots_are_the_bundled_apple_root(app: Flask) -> None:
     init(app)
-    (root,) = get_state(app).settings.root_certificates
+    (root,) = state_of(app).settings.root_certificates
     assert "Apple Root CA - G3" in root.subject.rfc4514_string()
 
 
@@ -50,7 +49,7 @@ def test_production_without_app_apple_id_is_refused(app: Flask) -> None:
 
 def test_production_with_app_apple_id_is_accepted(app: Flask) -> None:
     init(app, RETENTION_ENVIRONMENT="Production", RETENTION_APP_APPLE_ID=1234)
-    settings = get_state(app).settings
+    settings = state_of(app).settings
     assert settings.environments == ("Production",)
     assert settings.default_environment == "Production"
 
@@ -81,7 +80,7 @@ def test_roots_load_from_der_bytes_and_pem_paths(app: Flask) -> None:
     der = vector("apple-test-pki/testCA.der").read_bytes()
     pem_path = vector("apple-test-pki/testCA.pem")
     init(app, RETENTION_ROOT_CERTIFICATES=[der, pem_path])
-    a, b = get_state(app).settings.root_certificates
+    a, b = state_of(app).settings.root_certificates
     assert a == b
 
 
@@ -116,9 +115,9 @@ def test_garbage_private_key_is_refused_without_echoing_it(app: Flask) -> None:
 
 def test_private_key_loads_from_path(app: Flask) -> None:
     init(app, RETENTION_PRIVATE_KEY_PATH=vector("apple-test-pki/testSigningKey.p8"))
-    key = get_state(app).settings.private_key
+    key = state_of(app).settings.private_key
     assert isinstance(key, ec.EllipticCurvePrivateKey)
-    assert "PRIVATE" not in repr(get_state(app).settings)
+    assert "PRIVATE" not in repr(state_of(app).settings)
 
 
 def test_both_key_settings_at_once_are_refused(app: Flask) -> None:

@@ -13,7 +13,6 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_retention import ConfigurationError, Retention
 from flask_retention.catalogue.schema import current_revision, head_revision
 from flask_retention.core.database import create_engine
-from flask_retention.extension import get_state
 
 from .catalogue_support import bullet_png, full_png, migrated_engine, retention_app
 
@@ -25,7 +24,7 @@ def test_engine_wins_over_db_and_uri(app: Flask, tmp_path: Path) -> None:
     app.config["RETENTION_DATABASE_URI"] = f"sqlite:///{tmp_path / 'uri.db'}"
     db.init_app(app)
     retention = Retention(app, db=db, engine=engine)
-    assert get_state(app).engine is engine
+    assert app.extensions["retention"].get_engine(app) is engine
     retention.close(app)
     engine.dispose()
 
@@ -37,8 +36,10 @@ def test_db_is_resolved_lazily_in_an_app_context(app: Flask, tmp_path: Path) -> 
     app.config["RETENTION_DATABASE_URI"] = f"sqlite:///{tmp_path / 'ignored.db'}"
     db.init_app(app)
     with app.app_context():
-        assert get_state(app).engine is db.engine
-    assert get_state(app).engine is not None  # also outside an app context, once resolved
+        assert app.extensions["retention"].get_engine(app) is db.engine
+    assert (
+        app.extensions["retention"].get_engine(app) is not None
+    )  # also outside an app context, once resolved
     retention.close(app)
 
 
@@ -47,7 +48,7 @@ def test_db_is_resolved_outside_an_app_context_too(app: Flask, tmp_path: Path) -
     app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'host.db'}"
     db.init_app(app)
     retention = Retention(app, db=db)
-    engine = get_state(app).engine
+    engine = app.extensions["retention"].get_engine(app)
     with app.app_context():
         assert engine is db.engine
     retention.close(app)
@@ -56,7 +57,7 @@ def test_db_is_resolved_outside_an_app_context_too(app: Flask, tmp_path: Path) -
 def test_uri_is_used_when_no_engine_or_db(app: Flask, database_url: str) -> None:
     app.config["RETENTION_DATABASE_URI"] = database_url
     retention = Retention(app)
-    engine = get_state(app).engine
+    engine = app.extensions["retention"].get_engine(app)
     assert engine.url.render_as_string(hide_password=False) == database_url
     retention.close(app)
 
@@ -65,7 +66,7 @@ def test_default_is_a_sqlite_file_in_the_instance_folder_created_lazily(app: Fla
     retention = Retention(app)
     instance = Path(app.instance_path)
     assert not instance.exists()
-    engine = get_state(app).engine
+    engine = app.extensions["retention"].get_engine(app)
     assert instance.is_dir()
     assert engine.url.database == str(instance / "retention.db")
     retention.close(app)
@@ -76,7 +77,7 @@ def test_init_app_creates_no_tables(app: Flask, tmp_path: Path) -> None:
     app.config["RETENTION_DATABASE_URI"] = f"sqlite:///{path}"
     retention = Retention(app)
     assert not path.exists()
-    assert sa.inspect(get_state(app).engine).get_table_names() == []
+    assert sa.inspect(app.extensions["retention"].get_engine(app)).get_table_names() == []
     retention.close(app)
 
 
@@ -84,13 +85,13 @@ def test_bad_uri_says_which_setting(app: Flask) -> None:
     app.config["RETENTION_DATABASE_URI"] = "nosuchdialect://x"
     retention = Retention(app)
     with pytest.raises(ConfigurationError, match="RETENTION_DATABASE_URI"):
-        get_state(app).engine  # noqa: B018
+        app.extensions["retention"].get_engine(app)
     retention.close(app)
 
 
 def test_sqlite_is_opened_with_wal_and_a_busy_timeout(app: Flask) -> None:
     retention = Retention(app)
-    with get_state(app).engine.connect() as connection:
+    with app.extensions["retention"].get_engine(app).connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
     retention.close(app)
@@ -132,7 +133,7 @@ def test_init_db_command_is_safe_to_repeat(app: Flask, database_url: str) -> Non
         result = runner.invoke(args=["retention", "init-db"])
         assert result.exit_code == 0, result.output
         assert str(head_revision()) in result.output
-    assert current_revision(get_state(app).engine) == head_revision()
+    assert current_revision(app.extensions["retention"].get_engine(app)) == head_revision()
     retention.close(app)
 
 

@@ -22,13 +22,13 @@ from flask.testing import FlaskClient
 from flask_retention import Message, PromotionalOffer, RealtimeRequest, Retention, SwitchPlan
 from flask_retention.catalogue.models import metadata
 from flask_retention.catalogue.snapshot import CatalogueSnapshot
-from flask_retention.extension import get_state
 from flask_retention.insights.decision_log import DecisionLogWriter, decision_row, purge_decisions
 from flask_retention.insights.report import build_report
 from flask_retention.realtime.decisions import Decision
 from flask_retention.testing import AppStoreSigner
 
 from .catalogue_support import migrated_engine, retention_app
+from .support import state_of
 from .tcp_proxy import TCPProxy
 
 URL = "/retention/realtime"
@@ -74,10 +74,10 @@ def logged_app(
 
 
 def writer_of(app: Flask) -> DecisionLogWriter:
-    endpoint = get_state(app).endpoint
-    assert endpoint is not None
-    assert endpoint.decision_log is not None
-    return endpoint.decision_log
+    writer = state_of(app).decision_log
+    assert writer is not None
+    assert isinstance(writer, DecisionLogWriter)
+    return writer
 
 
 def rows(engine: sa.Engine, *where: Any) -> list[sa.Row[Any]]:
@@ -132,7 +132,7 @@ def test_every_outcome_is_logged(database_url: str, tmp_path: Path, signer: AppS
             winback = catalogue.add_message("winback", "Stay", "Body")
             catalogue.record_apple_state("message", winback.uuid, "Sandbox", "APPROVED")
             catalogue.add_message("draft", "Draft", "In review")
-        snapshot = get_state(app).lookup
+        snapshot = state_of(app).lookup
         assert isinstance(snapshot, CatalogueSnapshot)
         snapshot.refresh()
         choose = chooser(release)
@@ -190,7 +190,7 @@ def test_every_outcome_is_logged(database_url: str, tmp_path: Path, signer: AppS
         assert client.get(URL).status_code == 405
 
         assert writer_of(app).flush(GENEROUS)
-        engine = get_state(app).engine
+        engine = app.extensions["retention"].get_engine(app)
         logged = rows(engine)
         assert len(logged) == len(cases) + 6
         by_id = {r.request_identifier: r for r in logged if r.request_identifier is not None}
@@ -252,12 +252,12 @@ def test_decision_log_off_writes_nothing(
 ) -> None:
     with logged_app(tmp_path, database_url, signer, RETENTION_DECISION_LOG=False) as (app, r):
         r.selector(lambda req: None)
-        endpoint = get_state(app).endpoint
+        endpoint = state_of(app)
         assert endpoint is not None
         assert endpoint.decision_log is None
         assert ask(app.test_client(), signer) == 200
         r.close(app)
-        assert rows(get_state(app).engine) == []
+        assert rows(app.extensions["retention"].get_engine(app)) == []
 
 
 # -- when rows are written ------------------------------------------------------------
@@ -275,7 +275,7 @@ def test_close_writes_what_is_queued(
         for _ in range(3):
             assert ask(client, signer) == 200
         writer = writer_of(app)
-        engine = get_state(app).engine
+        engine = app.extensions["retention"].get_engine(app)
         assert writer.pending == 3
         assert rows(engine) == []  # an hour before the next write
         retention.close(app)
@@ -297,7 +297,7 @@ def test_flush_writes_now(database_url: str, tmp_path: Path, signer: AppStoreSig
         client = app.test_client()
         for _ in range(2):
             assert ask(client, signer) == 200
-        engine = get_state(app).engine
+        engine = app.extensions["retention"].get_engine(app)
         assert rows(engine) == []
         assert writer_of(app).flush(GENEROUS) is True
         assert len(rows(engine)) == 2
@@ -316,7 +316,7 @@ def test_a_full_batch_is_written_without_waiting_for_the_interval(
     ) as (app, retention):
         retention.selector(lambda req: None)
         client = app.test_client()
-        engine = get_state(app).engine
+        engine = app.extensions["retention"].get_engine(app)
         for _ in range(2):
             assert ask(client, signer) == 200
         assert writer_of(app).pending == 2
@@ -330,7 +330,7 @@ def test_the_interval_writes_a_partial_batch(
     with logged_app(tmp_path, database_url, signer) as (app, retention):
         retention.selector(lambda req: None)
         assert ask(app.test_client(), signer) == 200
-        engine = get_state(app).engine
+        engine = app.extensions["retention"].get_engine(app)
         wait_for(lambda: len(rows(engine)) == 1, "the interval's write")
 
 
@@ -349,7 +349,7 @@ def test_a_forked_worker_writes_only_its_own_decisions(
         assert writer.pending == 1
         # As under `gunicorn --preload`, no other thread is busy at the fork (a lock held
         # by one, in SQLAlchemy's caches say, would stay held in the child).
-        snapshot = get_state(app).lookup
+        snapshot = state_of(app).lookup
         assert isinstance(snapshot, CatalogueSnapshot)
         snapshot.close()
         pid = os.fork()
@@ -367,7 +367,9 @@ def test_a_forked_worker_writes_only_its_own_decisions(
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0, (tmp_path / "child.txt").read_text()
         retention.close(app)
-        written = sorted(r.original_transaction_id for r in rows(get_state(app).engine))
+        written = sorted(
+            r.original_transaction_id for r in rows(app.extensions["retention"].get_engine(app))
+        )
         assert written == ["child", "parent"]
 
 
@@ -492,7 +494,7 @@ def test_a_replay_answered_by_another_instance_is_caught_and_counted(
         writer = writer_of(second)
         assert writer.flush(GENEROUS)
         assert writer.stats() == {"pending": 0, "written": 3, "dropped": 0, "replays": 1}
-        engine = get_state(second).engine
+        engine = second.extensions["retention"].get_engine(second)
         logged = rows(engine)
         assert sorted(r.original_transaction_id for r in logged) == [
             "fresh-1",

@@ -31,12 +31,11 @@ from flask_retention import (
     retention_decided,
 )
 from flask_retention.catalogue.lookup import MessageFacts
-from flask_retention.extension import get_state
 from flask_retention.testing import BROKEN_VARIANT_REASONS, AppStoreSigner
 
 from .conftest import POSTGRES_URL
 from .memory_lookup import MemoryLookup
-from .support import vector
+from .support import state_of, vector
 
 URL = "/retention/realtime"
 APP_APPLE_ID = 1234567890
@@ -263,7 +262,7 @@ def test_selector_has_app_context_and_no_request_context(
 @pytest.fixture
 def lookup(app: Flask, retention: Retention) -> MemoryLookup:
     lookup = MemoryLookup()
-    get_state(app).lookup = lookup
+    state_of(app).endpoint.lookup = lookup
     return lookup
 
 
@@ -339,7 +338,7 @@ def test_unexpected_failure_after_verification_takes_the_fallback(
 ) -> None:
     lookup = FailingLookup()
     default = lookup.add_default()
-    get_state(app).lookup = lookup
+    state_of(app).endpoint.lookup = lookup
     retention.selector(lambda req: Message("winback"))
     response = ask(client, signer)
     assert response.status_code == 200
@@ -913,7 +912,7 @@ def wait_until(condition: Any) -> None:
 def test_no_endpoint_when_rule_is_none(app: Flask, signer: AppStoreSigner) -> None:
     app.config["RETENTION_ENDPOINT"] = None
     Retention(app)
-    assert get_state(app).endpoint is None
+    assert state_of(app).endpoint is None
     assert app.test_client().post(URL, data=signer.realtime_body()).status_code == 404
 
 
@@ -922,7 +921,7 @@ def test_close_stops_the_selector_workers(
 ) -> None:
     retention.selector(lambda req: Message(MID))
     ask(client, signer)
-    endpoint = get_state(app).endpoint
+    endpoint = state_of(app).endpoint
     assert endpoint is not None
     assert endpoint.pool.stats().started == 1
     retention.close(app)

@@ -26,8 +26,9 @@ from example_app import make_images, models
 from flask_retention.catalogue.png import read_png_info
 from flask_retention.catalogue.store import Catalogue
 from flask_retention.catalogue.validation import CatalogueError, load_catalogue_file
-from flask_retention.extension import get_state
 from flask_retention.testing import AppStoreSigner, serve
+
+from .support import state_of
 
 EXAMPLE_DIR = Path(example.__file__).parent
 
@@ -88,7 +89,7 @@ def test_first_start_prepares_the_database_and_catalogue(
     with sa.orm.Session(app.extensions[example.EXAMPLE_KEY]) as session:
         otids = set(session.scalars(sa.select(models.Subscription.original_transaction_id)))
     assert otids == {s.original_transaction_id for s in models.SAMPLES}
-    catalogue = Catalogue(get_state(app).engine)
+    catalogue = Catalogue(app.extensions["retention"].get_engine(app))
     messages = catalogue.list_messages()
     assert {m.name for m in messages} == {
         "winback",
@@ -109,13 +110,13 @@ def test_second_start_changes_nothing(
 ) -> None:
     first = make_app()
     key = (instance / example.OFFER_KEY_FILE).read_bytes()
-    version = Catalogue(get_state(first).engine).version
+    version = Catalogue(first.extensions["retention"].get_engine(first)).version
     capsys.readouterr()
 
     second = make_app()
     assert capsys.readouterr().err == ""
     assert (instance / example.OFFER_KEY_FILE).read_bytes() == key
-    assert Catalogue(get_state(second).engine).version == version
+    assert Catalogue(second.extensions["retention"].get_engine(second)).version == version
     with sa.orm.Session(second.extensions[example.EXAMPLE_KEY]) as session:
         count = session.scalar(sa.select(sa.func.count()).select_from(models.Subscription))
     assert count == len(models.SAMPLES)
@@ -365,7 +366,7 @@ def test_configuration_from_flask_environment_variables(
     monkeypatch.setenv("FLASK_RETENTION_MAX_REQUEST_AGE", "60")
     app = make_app()
     assert app.config["RETENTION_MAX_REQUEST_AGE"] == 60
-    assert get_state(app).settings.max_request_age == 60
+    assert state_of(app).settings.max_request_age == 60
 
 
 def test_report_shows_what_example_requests_were_answered(dev_app: Flask) -> None:

@@ -27,12 +27,11 @@ from flask_retention import (
     SwitchPlan,
     retention_decided,
 )
-from flask_retention.extension import get_state
 from flask_retention.insights.experiments import Experiment
 from flask_retention.testing import AppStoreSigner
 
 from .memory_lookup import MemoryLookup
-from .support import vector
+from .support import state_of, vector
 
 VARIANTS = {
     "control": Message("winback"),
@@ -204,7 +203,7 @@ def retention(app: Flask) -> Iterator[Retention]:
     lookup = MemoryLookup()
     for name in ("winback", "offer-msg", "yearly-msg"):
         lookup.add(name)
-    get_state(app).lookup = lookup
+    state_of(app).endpoint.lookup = lookup
     yield retention
     retention.close()
 
@@ -293,7 +292,7 @@ def test_a_no_message_arm_answers_the_default_and_counts_for_its_variant(
     signer: AppStoreSigner,
     decisions: list[Decision],
 ) -> None:
-    lookup = get_state(app).lookup
+    lookup = state_of(app).endpoint.lookup
     assert isinstance(lookup, MemoryLookup)
     default = lookup.add_default("default-copy")
     experiment = retention.experiment(

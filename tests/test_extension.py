@@ -6,7 +6,8 @@ import pytest
 from flask import Flask
 
 from flask_retention import Message, RealtimeRequest, Retention
-from flask_retention.extension import get_state
+
+from .support import state_of
 
 
 def test_init_app_stores_state_per_app(app: Flask) -> None:
@@ -14,8 +15,8 @@ def test_init_app_stores_state_per_app(app: Flask) -> None:
     retention.init_app(app)
     other = Flask("other")
     retention.init_app(other)
-    assert get_state(app).retention is retention
-    assert get_state(other) is not get_state(app)
+    assert app.extensions["retention"] is other.extensions["retention"] is retention
+    assert state_of(other) is not state_of(app)
     assert not hasattr(retention, "app")
 
 
@@ -35,9 +36,31 @@ def test_init_app_twice_on_one_app_raises(app: Flask, retention: Retention) -> N
         retention.init_app(app)
 
 
-def test_state_of_uninitialised_app_says_how_to_fix(app: Flask) -> None:
-    with pytest.raises(RuntimeError, match="init_app"):
-        get_state(app)
+def test_an_app_not_registered_with_this_instance_says_how_to_fix(app: Flask) -> None:
+    other = Retention()
+    with pytest.raises(RuntimeError, match="not registered with this Retention") as info:
+        other.get_engine(app)
+    assert "init_app" in str(info.value)
+
+
+def test_another_instance_never_uses_the_current_apps_state(
+    app: Flask, retention: Retention
+) -> None:
+    other = Retention()
+    with app.app_context(), pytest.raises(RuntimeError, match="not registered"):
+        _ = other.catalogue
+    with app.app_context():
+        assert retention.catalogue.engine is retention.get_engine(app)
+
+
+def test_the_app_holds_the_extension_itself(app: Flask, retention: Retention) -> None:
+    assert app.extensions["retention"] is retention
+
+
+def test_a_second_notification_callback_raises(retention: Retention) -> None:
+    retention.on_notification(print)
+    with pytest.raises(ValueError, match="already registered"):
+        retention.on_notification(print)
 
 
 def choose(req: RealtimeRequest) -> Message:
@@ -104,16 +127,14 @@ def test_product_ids_must_be_a_list_not_a_string() -> None:
         Retention().selector(product_ids="com.example.yearly")
 
 
-def test_command_group_is_registered_under_configured_name(app: Flask) -> None:
-    app.config["RETENTION_CLI_GROUP"] = "apple-retention"
-    Retention(app)
+def test_command_group_is_registered_under_the_name_given(app: Flask) -> None:
+    Retention(app, cli_group="apple-retention")
     result = app.test_cli_runner().invoke(args=["apple-retention", "--help"])
     assert result.exit_code == 0
     assert "retention message catalogue" in result.output
 
 
 def test_command_group_can_be_turned_off(app: Flask) -> None:
-    app.config["RETENTION_CLI_GROUP"] = None
-    Retention(app)
+    Retention(app, cli_group=None)
     result = app.test_cli_runner().invoke(args=["retention", "--help"])
     assert result.exit_code != 0

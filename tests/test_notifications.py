@@ -18,11 +18,10 @@ from werkzeug.test import TestResponse
 from flask_retention import ConfigurationError, NotificationError, Retention, VerificationError
 from flask_retention.catalogue.models import Notification
 from flask_retention.catalogue.schema import upgrade
-from flask_retention.extension import get_state
 from flask_retention.insights.notifications import purge_notifications
 from flask_retention.testing import BROKEN_VARIANT_REASONS, AppStoreSigner
 
-from .support import vector
+from .support import state_of, vector
 
 URL = "/retention/notifications"
 BUNDLE = "com.example.app"
@@ -49,7 +48,7 @@ def config(signer: AppStoreSigner, database_url: str) -> dict[str, object]:
 @pytest.fixture
 def retention(app: Flask) -> Iterator[Retention]:
     retention = Retention(app)
-    upgrade(get_state(app).engine)
+    upgrade(app.extensions["retention"].get_engine(app))
     yield retention
     retention.close()
 
@@ -62,7 +61,7 @@ def received(retention: Retention) -> list[dict[str, Any]]:
 
 
 def rows(app: Flask) -> list[Notification]:
-    with get_state(app).database.session() as session:
+    with state_of(app).database.session() as session:
         return list(session.scalars(sa.select(Notification).order_by(Notification.id)))
 
 
@@ -394,11 +393,11 @@ def test_a_storage_failure_answers_503_so_that_apple_retries(
         response = post(app.test_client(), token)
     assert_error(response, 503, "storage_unavailable")
     assert token not in caplog.text
-    upgrade(get_state(app).engine)
+    upgrade(app.extensions["retention"].get_engine(app))
     retried = post(app.test_client(), token)
     assert retried.status_code == 200
     assert retried.get_json()["result"] == "stored"
-    get_state(app).close()
+    state_of(app).close()
 
 
 # -- record_notification for a host's own handler ------------------------------------
@@ -501,7 +500,7 @@ def test_purge_deletes_notifications_signed_before_the_cutoff_in_batches(
     for days in (20, 15, 12, 2):
         token = notification(signer, "EXPIRED", "VOLUNTARY", signed_date=now - timedelta(days=days))
         assert post(client, token).status_code == 200
-    engine = get_state(app).engine
+    engine = app.extensions["retention"].get_engine(app)
     assert purge_notifications(engine, now - timedelta(days=10), batch_size=2) == 3
     assert [r.signed_date for r in rows(app)] == [now - timedelta(days=2)]
     assert purge_notifications(engine, now - timedelta(days=10)) == 0

@@ -17,11 +17,11 @@ from flask.testing import FlaskClient
 from flask_retention import Message, Retention, SwitchPlan
 from flask_retention.catalogue.models import Decision, Notification
 from flask_retention.catalogue.schema import upgrade
-from flask_retention.extension import get_state
 from flask_retention.insights.report import build_report, render_html, render_text
 from flask_retention.testing import AppStoreSigner
 
 from .memory_lookup import MemoryLookup
+from .support import state_of
 
 APP_APPLE_ID = 1234567890
 BUNDLE = "com.example.app"
@@ -50,7 +50,7 @@ def config(signer: AppStoreSigner, database_url: str) -> dict[str, object]:
 @pytest.fixture
 def retention(app: Flask) -> Iterator[Retention]:
     retention = Retention(app)
-    upgrade(get_state(app).engine)
+    upgrade(app.extensions["retention"].get_engine(app))
     yield retention
     retention.close()
 
@@ -73,7 +73,7 @@ def test_the_decision_log_records_experiment_and_variant(
     lookup = MemoryLookup()
     lookup.add("winback")
     lookup.add("yearly-msg")
-    get_state(app).lookup = lookup
+    state_of(app).endpoint.lookup = lookup
     experiment = retention.experiment(
         "winback-2026",
         {"control": Message("winback"), "switch": SwitchPlan("yearly-msg", "com.example.yearly")},
@@ -83,11 +83,11 @@ def test_the_decision_log_records_experiment_and_variant(
     for otid in ids:
         body = signer.realtime_body(original_transaction_id=otid, app_apple_id=APP_APPLE_ID)
         assert client.post("/retention/realtime", data=body).status_code == 200
-    endpoint = get_state(app).endpoint
+    endpoint = state_of(app)
     assert endpoint is not None
     assert endpoint.decision_log is not None
     assert endpoint.decision_log.flush(GENEROUS)
-    with get_state(app).database.session() as session:
+    with state_of(app).database.session() as session:
         rows = {
             r.original_transaction_id: (r.experiment, r.variant, r.kind)
             for r in session.scalars(sa.select(Decision))
@@ -101,7 +101,7 @@ def test_the_decision_log_records_experiment_and_variant(
 
 def add_decisions(app: Flask, rows: list[dict[str, Any]]) -> None:
     base: dict[str, Any] = {"environment": "Sandbox", "status": 200, "selector": "choose"}
-    with get_state(app).database.session() as session:
+    with state_of(app).database.session() as session:
         session.add_all(
             Decision(request_identifier=uuid.uuid4(), **{**base, **row}) for row in rows
         )
@@ -134,7 +134,7 @@ def known_set(app: Flask, client: FlaskClient, signer: AppStoreSigner) -> tuple[
                 notify(client, signer, f"{variant}{i}", start + timedelta(hours=2))
     add_decisions(app, rows)
     notify(client, signer, "w0", start + timedelta(days=1))
-    with get_state(app).database.session() as session:
+    with state_of(app).database.session() as session:
         session.add(
             Notification(
                 notification_uuid=uuid.uuid4(),
@@ -154,7 +154,7 @@ def test_report_figures_for_a_known_set(
 ) -> None:
     winback, yearly = known_set(app, client, signer)
     report = build_report(
-        get_state(app).engine,
+        app.extensions["retention"].get_engine(app),
         NOW - timedelta(days=30),
         now=NOW,
         experiment_order={"copy": ["control", "offer"]},
@@ -217,7 +217,9 @@ def test_too_few_decisions_are_said_plainly(
             for v in ("a", "b") for i in range(5)
         ],
     )  # fmt: skip
-    report = build_report(get_state(app).engine, NOW - timedelta(days=30), now=NOW)
+    report = build_report(
+        app.extensions["retention"].get_engine(app), NOW - timedelta(days=30), now=NOW
+    )
     b = report["experiments"]["small"]["b"]
     assert b["verdict"] == (
         "too few decisions to tell: 5 and 5 closed, at least 30 each are needed"
@@ -263,5 +265,5 @@ def test_purge_deletes_old_notifications_too(
     assert result.exit_code == 0, result.output
     assert "Deleted 1 decisions" in result.output
     assert "Deleted 1 notifications" in result.output
-    with get_state(app).database.session() as session:
+    with state_of(app).database.session() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Notification)) == 1

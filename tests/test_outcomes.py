@@ -17,7 +17,6 @@ from flask.testing import FlaskClient
 from flask_retention import Retention
 from flask_retention.catalogue.models import Decision, Notification
 from flask_retention.catalogue.schema import upgrade
-from flask_retention.extension import get_state
 from flask_retention.insights.outcomes import (
     MIN_CLOSED_PER_VARIANT,
     DecisionOutcome,
@@ -32,6 +31,8 @@ from flask_retention.insights.outcomes import (
     wilson_interval,
 )
 from flask_retention.testing import AppStoreSigner
+
+from .support import state_of
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -220,7 +221,7 @@ def config(signer: AppStoreSigner, database_url: str) -> dict[str, object]:
 @pytest.fixture
 def retention(app: Flask) -> Iterator[Retention]:
     retention = Retention(app)
-    upgrade(get_state(app).engine)
+    upgrade(app.extensions["retention"].get_engine(app))
     yield retention
     retention.close()
 
@@ -235,7 +236,7 @@ def insert_decision(app: Flask, otid: str, at: datetime, **fields: Any) -> int:
         "created_at": at,
     }
     values.update(fields)
-    with get_state(app).database.session() as session:
+    with state_of(app).database.session() as session:
         row = Decision(**values)
         session.add(row)
         session.commit()
@@ -282,7 +283,7 @@ def test_signed_notifications_become_the_outcomes_of_the_right_decisions(
     notify(client, signer, "6", start + timedelta(days=8), *DISABLED)  # after the window
     notify(client, signer, "9", start + HOUR, *DISABLED)  # no decision for this subscriber
 
-    engine = get_state(app).engine
+    engine = app.extensions["retention"].get_engine(app)
     with engine.connect() as connection:
         assert connection.scalar(sa.select(sa.func.count()).select_from(Notification)) == 8
     report = outcome_report(engine, NOW - timedelta(days=30), now=NOW)
@@ -311,7 +312,7 @@ def test_signed_notifications_become_the_outcomes_of_the_right_decisions(
         "save_rate": 0.6,
     }
     assert by["selector"]["offers"]["decided"] == 1
-    window = timedelta(seconds=get_state(app).settings.outcome_window)
+    window = timedelta(seconds=state_of(app).settings.outcome_window)
     with engine.connect() as connection:
         rows = load_decisions(connection, start, NOW, None)
         events = load_events(connection, start, NOW, None)
@@ -349,7 +350,7 @@ def add_variant(
                     signed_date=start + HOUR,
                 )
             )
-    with get_state(app).database.session() as session:
+    with state_of(app).database.session() as session:
         session.add_all(rows + events)
         session.commit()
 
@@ -361,7 +362,7 @@ def test_the_report_compares_each_variant_with_the_first(app: Flask, retention: 
     add_variant(app, "winback", "copy", 100, 45, start)
     add_variant(app, "winback", "new", MIN_CLOSED_PER_VARIANT - 1, 0, start)
     report = outcome_report(
-        get_state(app).engine,
+        app.extensions["retention"].get_engine(app),
         NOW - timedelta(days=30),
         now=NOW,
         experiment_order={"winback": ["control", "offer", "copy", "new"]},
@@ -388,7 +389,9 @@ def test_without_a_declared_order_variants_are_alphabetical(
     start = NOW - timedelta(days=10)
     add_variant(app, "copy", "b", 3, 1, start)
     add_variant(app, "copy", "a", 3, 2, start)
-    report = outcome_report(get_state(app).engine, NOW - timedelta(days=30), now=NOW)
+    report = outcome_report(
+        app.extensions["retention"].get_engine(app), NOW - timedelta(days=30), now=NOW
+    )
     assert list(report.experiments["copy"]) == ["a", "b"]
     assert report.experiments["copy"]["a"]["baseline"] is True
 
@@ -396,7 +399,7 @@ def test_without_a_declared_order_variants_are_alphabetical(
 def test_the_environment_filter(app: Flask, retention: Retention) -> None:
     insert_decision(app, "1", NOW - timedelta(days=10))
     insert_decision(app, "2", NOW - timedelta(days=10), environment="Production")
-    engine = get_state(app).engine
+    engine = app.extensions["retention"].get_engine(app)
     since = NOW - timedelta(days=30)
     assert outcome_report(engine, since, now=NOW).total.decided == 2
     report = outcome_report(engine, since, now=NOW, environment="Production")

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 
 from flask_retention.catalogue.snapshot import CatalogueSnapshot
 from flask_retention.catalogue.store import Catalogue
-from flask_retention.extension import get_state
 
 from .catalogue_support import bullet_png, full_png, migrated_engine, retention_app
+from .support import state_of
 from .tcp_proxy import TCPProxy
 
 SANDBOX, PRODUCTION = "Sandbox", "Production"
@@ -336,7 +336,7 @@ def test_a_change_in_one_app_is_seen_by_another_sharing_the_database(
         retention_app(tmp_path / "one", database_url, mode="uri") as (first, first_retention),
         retention_app(tmp_path / "two", database_url, mode="engine") as (second, _),
     ):
-        lookup = get_state(second).lookup
+        lookup = state_of(second).lookup
         assert lookup.ready(30)
         assert lookup.lookup("winback", SANDBOX) is None
         with first.app_context():
@@ -408,7 +408,7 @@ def test_lookups_resolve_from_the_last_snapshot_while_postgresql_is_unreachable(
     with TCPProxy(url.host, url.port or 5432) as proxy:
         proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         with retention_app(tmp_path, proxied, mode="uri") as (app, _):
-            lookup = get_state(app).lookup
+            lookup = state_of(app).lookup
             assert isinstance(lookup, CatalogueSnapshot)
             lookup.refresh()
             lookup.start()
@@ -442,7 +442,7 @@ def test_a_forked_worker_drops_the_parents_pooled_connections(
 ) -> None:
     migrated_engine(database_url).dispose()
     with retention_app(tmp_path, database_url, mode="uri") as (app, _):
-        database = get_state(app).database
+        database = state_of(app).database
         with database.engine.connect() as connection:  # the parent's pool holds a connection
             connection.execute(sa.text("SELECT 1"))
         parent_pool = database.engine.pool

@@ -6,10 +6,13 @@ one line that says how to fix it, so that a deploy script can fail early.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ec
-from flask import Flask, current_app
 
+from flask_retention.core.config import Settings
 from flask_retention.core.errors import ConfigurationError
 
 __all__ = ["run_checks"]
@@ -22,8 +25,16 @@ _API_KEYS = (
 )
 
 
-def run_checks(app: Flask | None = None, environment: str | None = None) -> list[str]:
-    """Every problem of ``app`` (default: the current app) in ``environment``; empty when fine.
+def run_checks(
+    settings: Settings,
+    engine: sa.Engine,
+    *,
+    config: Mapping[str, Any],
+    has_selector: bool,
+    environment: str | None = None,
+) -> list[str]:
+    """Every problem of an app in ``environment``; empty when fine. ``settings``, ``engine``
+    and ``config`` are the app's, ``has_selector`` whether it registered a selector.
 
     Checks: the management API settings when the catalogue has anything to
     sync; the In-App Purchase key is EC P-256; the root certificates load;
@@ -36,16 +47,12 @@ def run_checks(app: Flask | None = None, environment: str | None = None) -> list
     from flask_retention.catalogue.schema import current_revision, head_revision
     from flask_retention.catalogue.store import Catalogue
     from flask_retention.core.config import load_root_certificates
-    from flask_retention.extension import get_state
 
-    app = app if app is not None else current_app
-    state = get_state(app)
-    settings = state.settings
     env = environment or settings.default_environment
     problems: list[str] = []
 
     try:
-        load_root_certificates(app.config.get("RETENTION_ROOT_CERTIFICATES"))
+        load_root_certificates(config.get("RETENTION_ROOT_CERTIFICATES"))
     except ConfigurationError as e:
         problems.append(str(e))
     key = settings.private_key
@@ -54,14 +61,14 @@ def run_checks(app: Flask | None = None, environment: str | None = None) -> list
             f"RETENTION_PRIVATE_KEY is an EC key on {key.curve.name}, but Apple's In-App "
             "Purchase keys are P-256: use the .p8 file from App Store Connect."
         )
-    if not state.retention.has_selector:
+    if not has_selector:
         problems.append(
             "no selector is registered: decorate a function with @retention.selector, or every "
             "request gets the fallback."
         )
 
     try:
-        revision = current_revision(state.engine)
+        revision = current_revision(engine)
     except sa.exc.SQLAlchemyError as e:
         reason = str(getattr(e, "orig", None) or e).splitlines()[0]
         problems.append(f"the catalogue database is not reachable ({reason}).")
@@ -74,7 +81,7 @@ def run_checks(app: Flask | None = None, environment: str | None = None) -> list
         )
         return problems
 
-    catalogue = Catalogue(state.engine)
+    catalogue = Catalogue(engine)
     images = catalogue.image_versions()
     messages = catalogue.message_versions()
     defaults = catalogue.list_defaults()
@@ -104,7 +111,7 @@ def run_checks(app: Flask | None = None, environment: str | None = None) -> list
                 f"{env}; run `flask retention sync --environment {env}`."
             )
 
-    with state.engine.connect() as connection:
+    with engine.connect() as connection:
         used = connection.execute(
             sa.select(Decision.product_id, Decision.locale)
             .where(

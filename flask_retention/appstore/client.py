@@ -83,9 +83,9 @@ from flask_retention.appstore.types import (
     UploadMessageRequestBody,
     to_uuid,
 )
+from flask_retention.core.apple import ENVIRONMENTS
 from flask_retention.core.config import Settings
 from flask_retention.core.errors import ConfigurationError
-from flask_retention.realtime.choices import ENVIRONMENTS
 
 __all__ = [
     "ERROR_CODES",

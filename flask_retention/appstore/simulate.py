@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from flask_retention.core.config import read_settings
 from flask_retention.core.errors import RetentionError
 from flask_retention.realtime.devca import dev_ca_folder, load_dev_ca_signer
 
@@ -158,9 +159,7 @@ def simulate_app(
     """:func:`simulate` with ``app``'s dev CA, Apple ID and environment (Sandbox when it
     accepts it, else its first), against ``url`` (default: ``app``'s endpoint on
     :data:`DEFAULT_BASE_URL`). ``options`` are :func:`simulate`'s."""
-    from flask_retention.extension import get_state
-
-    settings = get_state(app).settings
+    settings = read_settings(app.config)
     if url is None:
         if settings.endpoint is None:
             raise SimulationError(

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from flask_retention.realtime.choices import MessageRef
+from flask_retention.core.apple import MessageRef
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,8 @@ import sqlalchemy as sa
 from flask_retention.catalogue.lookup import MessageFacts, parse_uuid
 from flask_retention.catalogue.models import AppleState, BulletPoint, Default, Image, Message
 from flask_retention.catalogue.store import read_version
+from flask_retention.core.apple import ENVIRONMENTS, MessageRef
 from flask_retention.core.per_process import DaemonThread, PerProcess
-from flask_retention.realtime.choices import ENVIRONMENTS, MessageRef
 
 logger = logging.getLogger("flask_retention.catalogue.snapshot")
 

@@ -57,7 +57,7 @@ from flask_retention.catalogue.validation import (
     validate_message,
     write_catalogue_file,
 )
-from flask_retention.realtime.choices import ENVIRONMENTS
+from flask_retention.core.apple import ENVIRONMENTS
 
 Kind = Literal["image", "message"]
 

@@ -7,87 +7,64 @@ the command modules share: one-line failures, tables, the environment option.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from flask_retention.cli import _expected_failures, _one_line, retention_cli
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-@contextmanager
-def failures(file: Path | None = None) -> Iterator[None]:
-    """Expected failures (bad input, missing config, Apple errors, network) as one line, exit 1."""
-    from flask_retention.appstore.errors import APIError
-    from flask_retention.core.errors import RetentionError
-
-    with _expected_failures(file):
-        try:
-            yield
-        except APIError as e:
-            raise click.ClickException(_one_line(str(e))) from None
-        except RetentionError as e:
-            from flask_retention.catalogue.validation import CatalogueError
-
-            if isinstance(e, CatalogueError):
-                raise
-            raise click.ClickException(_one_line(str(e))) from None
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """Print ``rows`` as plain text columns aligned under ``headers``."""
-    cells = [[str(h) for h in headers]] + [
-        ["-" if c is None else str(c) for c in row] for row in rows
-    ]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    for row in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def echo_json(data: Any) -> None:
-    """Print ``data`` as indented JSON."""
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-def environment_option(f: F) -> F:
-    """``--environment Sandbox|Production`` (default: the first of RETENTION_ENVIRONMENT)."""
-    return click.option(
-        "--environment",
-        "-e",
-        type=click.Choice(["Sandbox", "Production"]),
-        default=None,
-        help="Apple environment to talk to (default: the first of RETENTION_ENVIRONMENT).",
-    )(f)
-
-
-def yes_option(f: F) -> F:
-    """``--yes``: do not ask for confirmation."""
-    return click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")(f)
-
-
-def confirm(question: str, yes: bool) -> None:
-    """Ask ``question`` unless ``yes``; a "no" (or no terminal) aborts with exit status 1."""
-    if yes:
-        return
-    if not click.confirm(question, default=False, err=True):
-        raise click.ClickException("cancelled; nothing was changed (pass --yes to skip asking).")
+from flask_retention.cli.common import (
+    confirm,
+    current_retention,
+    current_state,
+    echo_json,
+    failures,
+    retention_cli,
+    table,
+    yes_option,
+)
 
 
 def _catalogue() -> Any:
-    from flask_retention.extension import get_state
-
-    return get_state().retention.catalogue
+    return current_retention().catalogue
 
 
 def _environments() -> tuple[str, ...]:
-    from flask_retention.extension import get_state
+    return current_state().settings.environments
 
-    return get_state().settings.environments
+
+# -- the database, import and export -----------------------------------------------------
+
+
+@retention_cli.command("init-db")
+def init_db_command() -> None:
+    """Create or upgrade the catalogue tables; safe to repeat."""
+    from flask_retention.catalogue.schema import current_revision, upgrade
+
+    engine = current_retention().get_engine()
+    with failures():
+        upgrade(engine)
+        click.echo(f"Catalogue tables are up to date (revision {current_revision(engine)}).")
+
+
+@retention_cli.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--prune", is_flag=True, help="Retire entries the file does not list.")
+def import_command(file: Path, prune: bool) -> None:
+    """Load a catalogue file (TOML or JSON) into the database; safe to repeat."""
+    with failures(file):
+        result = current_retention().catalogue.import_file(file, prune=prune)
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(f"Imported {file}: {result.summary()}.")
+
+
+@retention_cli.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def export_command(file: Path) -> None:
+    """Write the current catalogue as a catalogue file (TOML or JSON, by extension)."""
+    with failures(file):
+        current_retention().catalogue.export_file(file)
+    click.echo(f"Exported the catalogue to {file}.")
 
 
 # -- images -----------------------------------------------------------------------------

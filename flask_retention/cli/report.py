@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from flask_retention.cli import _expected_failures, retention_cli
-from flask_retention.realtime.choices import ENVIRONMENTS
+from flask_retention.cli.common import current_retention, current_state, failures, retention_cli
+from flask_retention.core.apple import ENVIRONMENTS
 
 
 @retention_cli.command("report")
@@ -36,7 +36,6 @@ def report_command(
     since: str, environment: str | None, as_json: bool, html_file: Path | None
 ) -> None:
     """What the endpoint answered, fallbacks and why, latency percentiles, outcomes."""
-    from flask_retention.extension import get_state
     from flask_retention.insights.report import (
         build_report,
         parse_since,
@@ -50,9 +49,9 @@ def report_command(
         start = parse_since(since, now)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="'--since'") from None
-    state = get_state()
-    order = {name: list(e.variants) for name, e in state.retention.experiments.items()}
-    with _expected_failures(html_file):
+    state = current_state()
+    order = {name: list(e.variants) for name, e in current_retention().experiments.items()}
+    with failures(html_file):
         report = build_report(
             state.engine,
             start,
@@ -79,12 +78,11 @@ def report_command(
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def purge_command(older_than: str | None, yes: bool) -> None:
     """Delete old decisions from the decision log, and notifications as old, in batches."""
-    from flask_retention.extension import get_state
     from flask_retention.insights.decision_log import count_older, purge_decisions
     from flask_retention.insights.notifications import purge_notifications
     from flask_retention.insights.report import parse_duration
 
-    state = get_state()
+    state = current_state()
     if older_than is None:
         age = timedelta(days=state.settings.decision_log_days)
     else:
@@ -94,7 +92,7 @@ def purge_command(older_than: str | None, yes: bool) -> None:
             raise click.BadParameter(str(e), param_hint="'--older-than'") from None
     cutoff = datetime.now(UTC) - age
     when = cutoff.strftime("%Y-%m-%d %H:%M UTC")
-    with _expected_failures():
+    with failures():
         if not yes:
             count = count_older(state.engine, cutoff)
             if not count:

@@ -17,7 +17,7 @@ from flask_retention.appstore.simulate import (
     format_result,
     simulate_app,
 )
-from flask_retention.cli import retention_cli
+from flask_retention.cli.common import retention_cli
 from flask_retention.core.errors import RetentionError
 from flask_retention.realtime.devca import DEV_CA_FILES, create_dev_ca, dev_ca_folder
 

@@ -10,13 +10,16 @@ import sys
 from typing import Any
 
 import click
+from flask import current_app
 
-from flask_retention.cli import retention_cli
-from flask_retention.cli.catalogue import (
+from flask_retention.cli.common import (
     confirm,
+    current_retention,
+    current_state,
     echo_json,
     environment_option,
     failures,
+    retention_cli,
     table,
     yes_option,
 )
@@ -29,29 +32,21 @@ PERF_TEST_POLL_KEY = "RETENTION_PERF_TEST_POLL_INTERVAL"
 def _seconds(key: str, default: float) -> float:
     """A wait from the config: set and checked by ``init_app``, read again here so that a
     value changed after ``init_app`` (as tests do) is honoured, and checked again."""
-    from flask import current_app
-
     value = current_app.config.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise click.ClickException(f"{key} must be a number of seconds >= 0, not {value!r}.")
     return float(value)
 
 
-def _state() -> Any:
-    from flask_retention.extension import get_state
-
-    return get_state()
-
-
 def _environment(environment: str | None) -> str:
-    env: str = environment or _state().settings.default_environment
+    env: str = environment or current_state().settings.default_environment
     return env
 
 
 def _client(environment: str) -> Any:
     from flask_retention.appstore.client import client_from_settings
 
-    return client_from_settings(_state().settings, environment)
+    return client_from_settings(current_state().settings, environment)
 
 
 # -- sync -------------------------------------------------------------------------------
@@ -110,11 +105,10 @@ def sync_command(
     """
     from flask_retention.appstore.sync import SyncProgress, plan_sync, run_sync, wait_estimate
 
-    state = _state()
     env = _environment(environment)
     with failures():
         timeout = _seconds(SYNC_LOCK_TIMEOUT_KEY, 900.0)
-        catalogue = state.retention.catalogue
+        catalogue = current_retention().catalogue
         with _client(env) as client:
             plan = plan_sync(catalogue, client, prune=prune)
             if not as_json:
@@ -182,10 +176,10 @@ def status_command(environment: str | None, as_json: bool) -> None:
     """
     from flask_retention.appstore.sync import sync_status
 
-    state = _state()
+    state = current_state()
     envs = [environment] if environment else list(state.settings.environments)
     with failures():
-        catalogue = state.retention.catalogue
+        catalogue = current_retention().catalogue
         reports = [sync_status(catalogue, env) for env in envs]
     if as_json:
         echo_json(reports)
@@ -267,7 +261,7 @@ def realtime_url_set_command(url: str, environment: str | None) -> None:
 
     env = _environment(environment)
     with failures():
-        catalogue = _state().retention.catalogue
+        catalogue = current_retention().catalogue
         with _client(env) as client:
             configure_realtime_url(catalogue, client, url)
     click.echo(f"Apple's {env} real-time URL is {url}.")
@@ -281,7 +275,7 @@ def realtime_url_get_command(environment: str | None) -> None:
 
     env = _environment(environment)
     with failures():
-        catalogue = _state().retention.catalogue
+        catalogue = current_retention().catalogue
         with _client(env) as client:
             url = get_realtime_url(catalogue, client)
     click.echo(url if url is not None else f"No real-time URL is configured in {env}.")
@@ -297,7 +291,7 @@ def realtime_url_delete_command(environment: str | None, yes: bool) -> None:
     env = _environment(environment)
     confirm(f"Delete Apple's {env} real-time URL? Apple stops calling the endpoint.", yes)
     with failures():
-        catalogue = _state().retention.catalogue
+        catalogue = current_retention().catalogue
         with _client(env) as client:
             delete_realtime_url(catalogue, client)
     click.echo(f"Deleted Apple's {env} real-time URL.")
@@ -344,7 +338,7 @@ def perf_test_command(
 
     if (original_transaction_id is None) == (request_id is None):
         raise click.UsageError("give ORIGINAL_TRANSACTION_ID, or --result REQUEST_ID (not both).")
-    engine = _state().engine
+    engine = current_retention().get_engine()
     with failures():
         interval = _seconds(PERF_TEST_POLL_KEY, 5.0)
         with _client("Sandbox") as client:
@@ -413,8 +407,16 @@ def check_command(environment: str | None) -> None:
     """
     from flask_retention.appstore.checks import run_checks
 
+    retention = current_retention()
+    state = current_state()
     with failures():
-        problems = run_checks(environment=environment)
+        problems = run_checks(
+            state.settings,
+            state.engine,
+            config=current_app.config,
+            has_selector=retention.has_selector,
+            environment=environment,
+        )
     if problems:
         for problem in problems:
             click.echo(f"- {problem}", err=True)

@@ -12,8 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from flask_retention.core.apple import ENVIRONMENTS
 from flask_retention.core.errors import ConfigurationError
-from flask_retention.realtime.choices import ENVIRONMENTS
 
 #: Every configuration key with its default; ``init_app`` sets the missing ones.
 DEFAULTS: Final[Mapping[str, Any]] = {
@@ -37,7 +37,6 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "RETENTION_TRUST_DEV_CA": False,
     "RETENTION_NOTIFICATIONS_ENDPOINT": None,
     "RETENTION_OUTCOME_WINDOW": 604800,
-    "RETENTION_CLI_GROUP": "retention",
     "RETENTION_API_TIMEOUT": 30.0,
     "RETENTION_API_MAX_RETRIES": 3,
     "RETENTION_API_RETRY_AFTER_CAP": 60.0,
@@ -218,7 +217,6 @@ class Settings:
     trust_dev_ca: bool
     notifications_endpoint: str | None
     outcome_window: float
-    cli_group: str | None
     api_timeout: float = 30.0
     api_max_retries: int = 3
     api_retry_after_cap: float = 60.0
@@ -276,14 +274,6 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
             "{'Sandbox': url, 'Production': url}."
         )
 
-    cli_group = config["RETENTION_CLI_GROUP"]
-    if cli_group is False:
-        cli_group = None
-    if cli_group is not None and (not isinstance(cli_group, str) or not cli_group):
-        raise ConfigurationError(
-            "RETENTION_CLI_GROUP must be the command group's name, or None to add no commands."
-        )
-
     database_uri = config["RETENTION_DATABASE_URI"]
     if database_uri is not None and not isinstance(database_uri, str):
         database_uri = str(database_uri)
@@ -310,7 +300,6 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
         trust_dev_ca=trust_dev_ca,
         notifications_endpoint=_rule(config, "RETENTION_NOTIFICATIONS_ENDPOINT"),
         outcome_window=_number(config, "RETENTION_OUTCOME_WINDOW", minimum=1),
-        cli_group=cli_group,
         api_timeout=_number(config, "RETENTION_API_TIMEOUT", minimum=0.001),
         api_max_retries=_number(config, "RETENTION_API_MAX_RETRIES", minimum=0, integer=True),
         api_retry_after_cap=_number(config, "RETENTION_API_RETRY_AFTER_CAP", minimum=0),

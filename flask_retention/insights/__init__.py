@@ -1,1 +1,7 @@
-"""insights."""
+"""What happened: the decision log (``decision_log``), App Store Server Notifications
+(``notifications``), outcomes (``outcomes``), experiments (``experiments``) and the
+report (``report``).
+
+May import :mod:`flask_retention.realtime`, :mod:`flask_retention.catalogue` and
+:mod:`flask_retention.core`; never :mod:`flask_retention.appstore`.
+"""

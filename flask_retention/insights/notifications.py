@@ -23,20 +23,19 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 import sqlalchemy as sa
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from flask_retention.catalogue.models import Notification
+from flask_retention.core.config import Settings
+from flask_retention.core.database import Database
 from flask_retention.core.errors import ConfigurationError, RetentionError, VerificationError
 from flask_retention.realtime.endpoint import Rejected, read_signed_payload
-from flask_retention.realtime.view import register_json_blueprint
-
-if TYPE_CHECKING:
-    from flask_retention.core.config import Settings
-    from flask_retention.extension import RetentionState
+from flask_retention.realtime.verification import JWSVerifier
+from flask_retention.realtime.view import http_error_rejection, register_json_blueprint
 
 logger = logging.getLogger("flask_retention")
 
@@ -150,12 +149,16 @@ class Received:
 class NotificationReceiver:
     """Verifies, checks and stores notifications for one app."""
 
-    def __init__(self, state: RetentionState) -> None:
-        from flask_retention.realtime.verification import JWSVerifier
-
-        self.state = state
-        self.settings = state.settings
-        self.verifier = JWSVerifier(state.settings.root_certificates)
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        callback: Callable[[], NotificationCallback | None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.callback = callback
+        self.verifier = JWSVerifier(settings.root_certificates)
 
     # -- decoding ------------------------------------------------------------
 
@@ -314,7 +317,7 @@ class NotificationReceiver:
 
     def store(self, event: NotificationEvent) -> bool:
         """Insert the event; ``False`` when its ``notificationUUID`` is already stored."""
-        with self.state.database.session() as session:
+        with self.database.session() as session:
             session.add(event.row())
             try:
                 session.commit()
@@ -339,7 +342,7 @@ class NotificationReceiver:
         """
         notification, event = self.decode(token)
         stored = self.store(event) if event is not None else False
-        callback = self.state.retention._notification_callback
+        callback = self.callback()
         if callback is not None and (event is None or stored):
             try:
                 callback(notification)
@@ -384,13 +387,6 @@ def purge_notifications(engine: sa.Engine, cutoff: datetime, *, batch_size: int 
 # -- the endpoint ------------------------------------------------------------------
 
 
-def current_receiver() -> NotificationReceiver:
-    """The notification receiver of the current app."""
-    receiver = current_app.extensions["retention"].notifications
-    assert isinstance(receiver, NotificationReceiver)
-    return receiver
-
-
 def _json(status: int, body: dict[str, Any]) -> Response:
     response = current_app.response_class(
         current_app.json.dumps(body), status, content_type="application/json"
@@ -404,12 +400,15 @@ def _error(rejected: Rejected) -> Response:
     return _json(rejected.status, {"error": rejected.code, "message": rejected.message})
 
 
-def notifications() -> Response:
+def _not_post() -> Rejected:
+    return Rejected(405, "method_not_allowed", "The notifications endpoint accepts POST.")
+
+
+def answer_notification(receiver: NotificationReceiver) -> Response:
     """Receive one App Store Server Notification V2 (``200`` once it is stored)."""
-    receiver = current_receiver()
     try:
         if request.method != "POST":
-            raise Rejected(405, "method_not_allowed", "The notifications endpoint accepts POST.")
+            raise _not_post()
         token = read_signed_payload(request)
         try:
             received = receiver.record(token)
@@ -436,20 +435,6 @@ def notifications() -> Response:
     )
 
 
-def _http_error(e: HTTPException) -> Response:
-    code = {400: "malformed", 405: "method_not_allowed", 413: "too_large"}.get(
-        e.code or 500, (e.name or "error").lower().replace(" ", "_")
-    )
-    return _error(Rejected(e.code or 500, code, e.description or e.name))
-
-
-def _unexpected(e: Exception) -> Response:
-    if isinstance(e, HTTPException):
-        return _http_error(e)
-    logger.error("flask-retention: unexpected error in the notifications endpoint.", exc_info=e)
-    return _error(Rejected(500, "internal_error", "The server failed to handle the notification."))
-
-
 def check_settings(settings: Settings) -> None:
     """Refuse a notifications endpoint without a bundle ID, or on the real-time rule."""
     rule = settings.notifications_endpoint
@@ -468,13 +453,32 @@ def check_settings(settings: Settings) -> None:
         )
 
 
-def register_notifications(app: Flask, state: RetentionState) -> None:
-    """Set up the app's receiver, and its endpoint at ``RETENTION_NOTIFICATIONS_ENDPOINT``."""
-    state.notifications = NotificationReceiver(state)
-    rule = state.settings.notifications_endpoint
-    if rule is None:
-        return
-    check_settings(state.settings)
+def register_notifications(app: Flask, receiver: NotificationReceiver, rule: str) -> None:
+    """Add the notifications endpoint's blueprint to ``app`` at ``rule``."""
+
+    def notifications() -> Response:
+        return answer_notification(receiver)
+
+    def not_allowed() -> Response:
+        return _error(_not_post())
+
+    def http_error(e: HTTPException) -> Response:
+        return _error(http_error_rejection(e))
+
+    def unexpected(e: Exception) -> Response:
+        if isinstance(e, HTTPException):
+            return http_error(e)
+        logger.error("flask-retention: unexpected error in the notifications endpoint.", exc_info=e)
+        return _error(
+            Rejected(500, "internal_error", "The server failed to handle the notification.")
+        )
+
     register_json_blueprint(
-        app, BLUEPRINT_NAME, rule, notifications, http_error=_http_error, unexpected=_unexpected
+        app,
+        BLUEPRINT_NAME,
+        rule,
+        notifications,
+        not_allowed=not_allowed,
+        http_error=http_error,
+        unexpected=unexpected,
     )

@@ -20,10 +20,10 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from flask_retention.catalogue.lookup import CatalogueLookup, parse_uuid
+from flask_retention.core.apple import MessageRef
 from flask_retention.core.config import Settings
 from flask_retention.realtime.choices import (
     Message,
-    MessageRef,
     NoChoice,
     PromotionalOffer,
     RealtimeRequest,

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
-ENVIRONMENTS: Final = ("Sandbox", "Production")
+from flask_retention.core.apple import MessageRef
+
 BILLING_PLAN_TYPES: Final = ("BILLED_UPFRONT", "MONTHLY")
 
 BillingPlanType = Literal["BILLED_UPFRONT", "MONTHLY"]
-MessageRef = str | uuid.UUID
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,26 +12,25 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import marshmallow as ma
 from flask import Flask, Request, Response
 from marshmallow import fields, validate
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from flask_retention.catalogue.lookup import CatalogueLookup
+from flask_retention.core.config import Settings
 from flask_retention.core.errors import ConfigurationError, VerificationError
 from flask_retention.core.per_process import process_lock
-from flask_retention.insights.decision_log import DecisionLogWriter
 from flask_retention.realtime.answers import Answer, OfferSigner, Unsendable, fallback, resolve
 from flask_retention.realtime.choices import RealtimeRequest
 from flask_retention.realtime.decisions import Decision, FallbackReason, retention_decided
 from flask_retention.realtime.replay import ReplayGuard
 from flask_retention.realtime.runner import Outcome, SelectorPool
 from flask_retention.realtime.verification import JWSVerifier
-
-if TYPE_CHECKING:
-    from flask_retention.extension import RetentionState
 
 logger = logging.getLogger("flask_retention")
 
@@ -134,13 +133,27 @@ def read_signed_payload(request: Request) -> str:
 
 
 class RealtimeEndpoint:
-    """Per-app parts of the endpoint: verifier, replay guard, selector pool, offer signer."""
+    """Per-app parts of the endpoint: verifier, replay guard, selector pool, offer signer.
 
-    def __init__(self, app: Flask, state: RetentionState) -> None:
-        settings = state.settings
+    ``lookup`` is the catalogue it resolves choices against, ``selector_for`` gives
+    the selector of a product (or ``None``), and ``record`` receives every
+    decision (the decision log's queue), when given.
+    """
+
+    def __init__(
+        self,
+        app: Flask,
+        settings: Settings,
+        *,
+        lookup: CatalogueLookup,
+        selector_for: Callable[[str], Callable[[RealtimeRequest], Any] | None],
+        record: Callable[[Decision], None] | None = None,
+    ) -> None:
         self.app = app
-        self.state = state
         self.settings = settings
+        self.lookup = lookup
+        self.selector_for = selector_for
+        self.record = record
         self.verifier = JWSVerifier(settings.root_certificates)
         self.schema = RealtimeRequestSchema()
         self.replays = ReplayGuard(settings.max_request_age)
@@ -155,21 +168,10 @@ class RealtimeEndpoint:
         # so that `flask retention dev-ca` can run in an app that already trusts it.
         self._dev_ca_pending = settings.trust_dev_ca
         self._dev_ca_logged = False
-        self.decision_log: DecisionLogWriter | None = None
-        if settings.decision_log:
-            self.decision_log = DecisionLogWriter(
-                lambda: state.database.engine,
-                max_queue=settings.decision_log_queue,
-                batch_size=settings.decision_log_batch,
-                interval=settings.decision_log_interval,
-            )
 
     def close(self) -> None:
-        """Stop the selector workers and write the decision log's queue (threads start
-        again if the app serves again)."""
+        """Stop the selector workers (they start again if the app serves again)."""
         self.pool.close()
-        if self.decision_log is not None:
-            self.decision_log.close()
 
     # -- the steps, in order -------------------------------------------------
 
@@ -220,9 +222,9 @@ class RealtimeEndpoint:
         its catalogue yet waits for that (at most :attr:`catalogue_wait`), so that
         no answer is resolved against a catalogue that is not there.
         """
-        lookup = self.state.lookup
+        lookup = self.lookup
         try:
-            selector = self.state.retention.selector_for(req.product_id)
+            selector = self.selector_for(req.product_id)
             if selector is None:
                 self._log_no_selector()
                 lookup.ready(self.catalogue_wait)
@@ -271,7 +273,7 @@ class RealtimeEndpoint:
                 req.request_identifier,
                 self.pool.stats(),
             )
-        return fallback(req, self.state.lookup, reason)
+        return fallback(req, self.lookup, reason)
 
     # -- the response and its decision ---------------------------------------
 
@@ -284,8 +286,8 @@ class RealtimeEndpoint:
             response.headers["Allow"] = "POST"
         decision.status = status
         decision.latency_ms = (time.perf_counter() - decision.started) * 1000
-        if self.decision_log is not None:
-            self.decision_log.record(decision)
+        if self.record is not None:
+            self.record(decision)
         if retention_decided.receivers:
             try:
                 retention_decided.send(self.app, decision=decision)

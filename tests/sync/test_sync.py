@@ -241,7 +241,6 @@ def test_a_sync_stopped_by_ctrl_c_anywhere_finishes_on_the_next_run(
 ) -> None:
     from flask_retention.api import client_from_app
     from flask_retention.appstore.sync import SyncProgress, acquire_sync_lock, run_sync
-    from flask_retention.extension import get_state
 
     build_catalogue(runner, tmp_path)
 
@@ -250,7 +249,7 @@ def test_a_sync_stopped_by_ctrl_c_anywhere_finishes_on_the_next_run(
             raise KeyboardInterrupt
 
     with app.app_context(), client_from_app(environment="Sandbox") as client:
-        catalogue = get_state().retention.catalogue
+        catalogue = app.extensions["retention"].catalogue
         with pytest.raises(KeyboardInterrupt):
             run_sync(catalogue, client, progress=interrupt)
         assert len(writes(fake_app_store)) == stop_after
@@ -268,12 +267,11 @@ def test_progress_counts_steps_and_estimates_from_the_clients_pacing(
 ) -> None:
     from flask_retention.api import client_from_app
     from flask_retention.appstore.sync import SyncProgress, plan_sync, run_sync
-    from flask_retention.extension import get_state
 
     build_catalogue(runner, tmp_path)
     seen: list[SyncProgress] = []
     with app.app_context(), client_from_app(environment="Sandbox") as client:
-        catalogue = get_state().retention.catalogue
+        catalogue = app.extensions["retention"].catalogue
         plan = plan_sync(catalogue, client)
         interval = client.limit("upload_image").interval
         assert plan.estimate(client) == pytest.approx(interval * 1 + interval * 1)

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from flask_retention.appstore.sync import SyncLockedError, acquire_sync_lock
 from flask_retention.catalogue.models import Decision, PerformanceTest, SyncLock, utcnow
-from flask_retention.extension import get_state
 from flask_retention.testing import AppStoreSigner, FakeAppStore, serve
 
 from .support import (
@@ -33,7 +32,7 @@ from .support import (
 
 @pytest.fixture
 def engine(app: Flask) -> sa.Engine:
-    return get_state(app).engine
+    return app.extensions["retention"].get_engine(app)
 
 
 # -- the lock ------------------------------------------------------------------------
