@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_retention.core.config import Tuning
 from flask_retention.core.errors import ConfigurationError, RetentionError, VerificationError
 from flask_retention.extension import Retention
 from flask_retention.insights.notifications import NotificationError
@@ -25,6 +26,7 @@ __all__ = [
     "Retention",
     "RetentionError",
     "SwitchPlan",
+    "Tuning",
     "VerificationError",
     "retention_decided",
 ]

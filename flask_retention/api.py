@@ -5,96 +5,12 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
-from flask_retention.appstore.client import (
-    ERROR_CODES,
-    ERROR_NAMES,
-    PRODUCTION_URL,
-    SANDBOX_URL,
-    APIError,
-    APINetworkError,
-    AuthenticationError,
-    BadRequestError,
-    BulletPoint,
-    ConflictError,
-    DefaultConfigurationRequest,
-    DefaultConfigurationResponse,
-    EndpointLimit,
-    ForbiddenError,
-    GetImageListResponse,
-    GetImageListResponseItem,
-    GetMessageListResponse,
-    GetMessageListResponseItem,
-    HeaderPosition,
-    ImageSize,
-    ImageState,
-    MessageState,
-    NotFoundError,
-    PerformanceTestConfig,
-    PerformanceTestRequest,
-    PerformanceTestResponse,
-    PerformanceTestResponseTimes,
-    PerformanceTestResultResponse,
-    PerformanceTestStatus,
-    RateBudgetExhausted,
-    RateLimitedError,
-    RealtimeUrlRequest,
-    RealtimeUrlResponse,
-    RetentionAPIClient,
-    SandboxOnlyError,
-    SendAttemptResult,
-    ServerError,
-    UnexpectedResponseError,
-    UploadMessageImage,
-    UploadMessageRequestBody,
-    client_from_settings,
-    reset_rate_limits,
-)
+from flask_retention.appstore import client as _client
+from flask_retention.appstore.client import *  # noqa: F403 - this module re-exports the client's
+from flask_retention.appstore.client import RetentionAPIClient, client_from_settings
 from flask_retention.extension import EXTENSION_KEY
 
-__all__ = [
-    "ERROR_CODES",
-    "ERROR_NAMES",
-    "PRODUCTION_URL",
-    "SANDBOX_URL",
-    "APIError",
-    "APINetworkError",
-    "AuthenticationError",
-    "BadRequestError",
-    "BulletPoint",
-    "ConflictError",
-    "DefaultConfigurationRequest",
-    "DefaultConfigurationResponse",
-    "EndpointLimit",
-    "ForbiddenError",
-    "GetImageListResponse",
-    "GetImageListResponseItem",
-    "GetMessageListResponse",
-    "GetMessageListResponseItem",
-    "HeaderPosition",
-    "ImageSize",
-    "ImageState",
-    "MessageState",
-    "NotFoundError",
-    "PerformanceTestConfig",
-    "PerformanceTestRequest",
-    "PerformanceTestResponse",
-    "PerformanceTestResponseTimes",
-    "PerformanceTestResultResponse",
-    "PerformanceTestStatus",
-    "RateBudgetExhausted",
-    "RateLimitedError",
-    "RealtimeUrlRequest",
-    "RealtimeUrlResponse",
-    "RetentionAPIClient",
-    "SandboxOnlyError",
-    "SendAttemptResult",
-    "ServerError",
-    "UnexpectedResponseError",
-    "UploadMessageImage",
-    "UploadMessageRequestBody",
-    "client_from_app",
-    "reset_rate_limits",
-]
+__all__ = [*_client.__all__, "client_from_app"]
 
 
 def client_from_app(app: Flask | None = None, environment: str | None = None) -> RetentionAPIClient:
@@ -105,4 +21,5 @@ def client_from_app(app: Flask | None = None, environment: str | None = None) ->
     naming the key and where App Store Connect shows it.
     """
     retention = (app or current_app).extensions[EXTENSION_KEY]
-    return client_from_settings(retention._get_state(app).settings, environment)
+    settings = retention._get_state(app).settings
+    return client_from_settings(settings, environment, tuning=retention.tuning)

@@ -13,8 +13,9 @@ from flask import Flask, current_app, has_app_context
 
 from flask_retention.catalogue.snapshot import CatalogueSnapshot
 from flask_retention.catalogue.store import Catalogue
-from flask_retention.core.config import DEFAULTS, Settings, read_settings
-from flask_retention.core.database import Database
+from flask_retention.core.config import DEFAULT_TUNING, DEFAULTS, Settings, Tuning, read_settings
+from flask_retention.core.database import Database, HasEngine
+from flask_retention.core.errors import first_line
 from flask_retention.insights.decision_log import DecisionLogWriter
 from flask_retention.insights.experiments import Experiment
 from flask_retention.insights.notifications import (
@@ -29,7 +30,6 @@ from flask_retention.stats import CatalogueStats, DecisionLogStats, RetentionSta
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
-    from flask_sqlalchemy import SQLAlchemy
 
     from flask_retention.realtime.choices import Choice, RealtimeRequest
 
@@ -94,13 +94,16 @@ class Retention:
         self,
         app: Flask | None = None,
         *,
-        db: SQLAlchemy | None = None,
+        db: HasEngine | None = None,
         engine: sa.Engine | None = None,
         cli_group: str | None = "retention",
+        tuning: Tuning = DEFAULT_TUNING,
     ) -> None:
         self._db = db
         self._engine = engine
         self.cli_group = cli_group
+        #: Internal timings and sizes (see :class:`~flask_retention.core.config.Tuning`).
+        self.tuning = tuning
         self._catch_all: Selector | None = None
         self._scoped: dict[str, Selector] = {}
         self._states: weakref.WeakKeyDictionary[Flask, _State] = weakref.WeakKeyDictionary()
@@ -130,8 +133,8 @@ class Retention:
             state.decision_log = DecisionLogWriter(
                 lambda: database.engine,
                 max_queue=settings.decision_log_queue,
-                batch_size=settings.decision_log_batch,
-                interval=settings.decision_log_interval,
+                batch_size=self.tuning.decision_log_batch,
+                interval=self.tuning.decision_log_interval,
             )
         if settings.endpoint is not None:
             state.endpoint = RealtimeEndpoint(
@@ -206,10 +209,9 @@ class Retention:
             lookup.refresh()
         except Exception as e:
             logger.warning(
-                "flask-retention could not load the catalogue (%s: %s); the refresh thread "
-                "keeps trying.",
-                type(e).__name__,
-                str(e).splitlines()[0] if str(e) else "",
+                "flask-retention could not load the catalogue (%s); the refresh thread keeps "
+                "trying.",
+                first_line(e),
             )
         return lookup.loaded
 

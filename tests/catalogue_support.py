@@ -10,9 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
-from flask_retention import Retention
+from flask_retention import Retention, Tuning
 from flask_retention.catalogue.png import encode_png
 from flask_retention.catalogue.schema import upgrade
+from flask_retention.core.config import DEFAULT_TUNING
 from flask_retention.core.database import create_engine
 
 
@@ -35,7 +36,12 @@ def migrated_engine(url: str) -> sa.Engine:
 
 @contextmanager
 def retention_app(
-    tmp_path: Path, database_url: str, *, mode: str = "engine", **config: Any
+    tmp_path: Path,
+    database_url: str,
+    *,
+    mode: str = "engine",
+    tuning: Tuning = DEFAULT_TUNING,
+    **config: Any,
 ) -> Iterator[tuple[Flask, Retention]]:
     """A Flask app with the extension on ``database_url``, given as ``mode``.
 
@@ -48,17 +54,17 @@ def retention_app(
     engine = None
     if mode == "engine":
         engine = create_engine(database_url)
-        retention = Retention(app, engine=engine)
+        retention = Retention(app, engine=engine, tuning=tuning)
     elif mode == "flask-sqlalchemy":
         from flask_sqlalchemy import SQLAlchemy
 
         db = SQLAlchemy()
         app.config["SQLALCHEMY_DATABASE_URI"] = database_url
         db.init_app(app)
-        retention = Retention(app, db=db)
+        retention = Retention(app, db=db, tuning=tuning)
     else:
         app.config["RETENTION_DATABASE_URI"] = database_url
-        retention = Retention(app)
+        retention = Retention(app, tuning=tuning)
     try:
         yield app, retention
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 
 from flask_retention.catalogue.lookup import MessageFacts, parse_uuid
-from flask_retention.realtime.choices import MessageRef
+from flask_retention.core.apple import MessageRef
 
 
 class MemoryLookup:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 
-from flask_retention import ConfigurationError, Retention
+from flask_retention import ConfigurationError, Retention, Tuning
 from flask_retention.api import (
     PRODUCTION_URL,
     SANDBOX_URL,
@@ -224,7 +224,8 @@ def test_bad_arguments_fail_before_any_request(call: Any, complaint: str) -> Non
 
 # -- client_from_app -----------------------------------------------------------
 
-API_CONFIG = {
+#: ``app.config`` values, as ``init`` takes them (Any: so ``**`` never stands for ``tuning``).
+API_CONFIG: dict[str, Any] = {
     "RETENTION_ISSUER_ID": ISSUER,
     "RETENTION_KEY_ID": KEY_ID,
     "RETENTION_PRIVATE_KEY_PATH": str(KEY_PATH),
@@ -232,9 +233,9 @@ API_CONFIG = {
 }
 
 
-def init(app: Flask, **config: Any) -> Flask:
+def init(app: Flask, tuning: Tuning | None = None, **config: Any) -> Flask:
     app.config.update(config)
-    Retention(app)
+    Retention(app) if tuning is None else Retention(app, tuning=tuning)
     return app
 
 
@@ -243,10 +244,7 @@ def test_client_from_app_uses_the_config(app: Flask) -> None:
         app,
         **API_CONFIG,
         RETENTION_API_TIMEOUT=5,
-        RETENTION_API_MAX_RETRIES=1,
-        RETENTION_API_RETRY_AFTER_CAP=2,
-        RETENTION_API_PACING=0.5,
-        RETENTION_API_BUDGET_WAIT=7,
+        tuning=Tuning(api_max_retries=1, api_retry_after_cap=2, api_pacing=0.5, api_budget_wait=7),
     )
     with client_from_app(app) as client:
         assert (client.issuer_id, client.key_id, client.bundle_id) == (ISSUER, KEY_ID, BUNDLE)
@@ -318,19 +316,27 @@ def test_unknown_environment_is_refused(app: Flask) -> None:
         client_from_app(app, "Xcode")
 
 
+def test_the_client_timeout_is_validated(app: Flask) -> None:
+    with pytest.raises(ConfigurationError, match="RETENTION_API_TIMEOUT"):
+        init(app, RETENTION_API_TIMEOUT=0)
+
+
 @pytest.mark.parametrize(
-    ("key", "value"),
+    ("field", "value"),
     [
-        ("RETENTION_API_TIMEOUT", 0),
-        ("RETENTION_API_MAX_RETRIES", 1.5),
-        ("RETENTION_API_RETRY_AFTER_CAP", -1),
-        ("RETENTION_API_PACING", "fast"),
-        ("RETENTION_API_BUDGET_WAIT", None),
+        ("api_max_retries", 1.5),
+        ("api_retry_after_cap", -1),
+        ("api_pacing", "fast"),
+        ("api_budget_wait", None),
+        ("sync_lock_timeout", -1),
+        ("perf_test_poll_interval", "often"),
+        ("decision_log_batch", 0),
+        ("decision_log_interval", 0),
     ],
 )
-def test_client_knobs_are_validated(app: Flask, key: str, value: Any) -> None:
-    with pytest.raises(ConfigurationError, match=key):
-        init(app, **{key: value})
+def test_tuning_values_are_validated(field: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=f"Tuning.{field} must be"):
+        Tuning(**{field: value})
 
 
 def test_key_text_in_config_works_too(app: Flask) -> None:

@@ -261,16 +261,22 @@ def test_configure_get_and_delete_default_message(
     assert caught.value.error_name == "DefaultMessageNotFoundError"
 
 
+def stored_realtime_url(store: FakeAppStore) -> str | None:
+    """The fake's real-time URL, read afresh: mypy would keep an earlier check's narrowing
+    of ``store.realtime_url`` across the calls that change it."""
+    return store.realtime_url
+
+
 def test_configure_get_and_delete_realtime_url(
     api: RetentionAPIClient, fake_app_store: FakeAppStore
 ) -> None:
     url = "https://retention.example.com/retention/realtime"
     api.configure_realtime_url(RealtimeUrlRequest(url))
-    assert fake_app_store.realtime_url == url
+    assert stored_realtime_url(fake_app_store) == url
     assert api.get_realtime_url().realtime_url == url
 
     api.delete_realtime_url()
-    assert fake_app_store.realtime_url is None
+    assert stored_realtime_url(fake_app_store) is None
     with pytest.raises(NotFoundError) as caught:
         api.get_realtime_url()
     assert caught.value.error_name == "RealtimeUrlNotFoundError"

@@ -236,7 +236,11 @@ def test_invalid_messages_are_refused_before_sending(
         (lambda: UploadMessageImage("not-a-uuid", "alt"), "image identifier must be a UUID"),
         (lambda: BulletPoint("t" * 67, ICON, "alt"), "bullet point text is 67 characters"),
         (lambda: BulletPoint("text", ICON, "a" * 151), "bullet point alt text is 151"),
-        (lambda: BulletPoint("text", 42, "alt"), "bullet point image identifier must be a UUID"),
+        # An int where a UUID belongs, deliberately: checks that it is refused.
+        (
+            lambda: BulletPoint("text", 42, "alt"),  # type: ignore[arg-type]
+            "bullet point image identifier must be a UUID",
+        ),
         (lambda: DefaultConfigurationRequest("x"), "message identifier must be a UUID"),
         (lambda: PerformanceTestRequest("abc"), "numeric original transaction ID"),
         (lambda: PerformanceTestRequest(""), "numeric original transaction ID"),

@@ -145,8 +145,6 @@ def test_dev_ca_refused_when_production_is_accepted(app: Flask) -> None:
         ("RETENTION_ENDPOINT", "retention"),
         ("RETENTION_API_BASE_URL", {"Staging": "http://x"}),
         ("RETENTION_APP_APPLE_ID", "my-app"),
-        ("RETENTION_SYNC_LOCK_TIMEOUT", -1),
-        ("RETENTION_PERF_TEST_POLL_INTERVAL", "often"),
     ],
 )
 def test_wrong_values_name_their_key(app: Flask, key: str, value: object) -> None:

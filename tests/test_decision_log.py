@@ -19,7 +19,14 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from flask_retention import Message, PromotionalOffer, RealtimeRequest, Retention, SwitchPlan
+from flask_retention import (
+    Message,
+    PromotionalOffer,
+    RealtimeRequest,
+    Retention,
+    SwitchPlan,
+    Tuning,
+)
 from flask_retention.catalogue.models import metadata
 from flask_retention.catalogue.snapshot import CatalogueSnapshot
 from flask_retention.insights.decision_log import DecisionLogWriter, decision_row, purge_decisions
@@ -37,6 +44,9 @@ MID = uuid.UUID("a1b2c3d4-e5f6-7890-a1b2-c3d4e5f67890")
 POSTGRES = os.environ.get("RETENTION_TEST_DATABASE_URL")
 DECISIONS = metadata.tables["retention_decisions"]
 GENEROUS = 30.0  # seconds; only reached when a test is broken
+SHORT = Tuning(decision_log_interval=0.05)
+#: Writes only when a batch is full, on flush, or at close.
+NO_INTERVAL = Tuning(decision_log_interval=3600)
 
 
 @pytest.fixture(scope="module")
@@ -59,17 +69,20 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = GENERO
 
 @contextmanager
 def logged_app(
-    tmp_path: Path, database_url: str, signer: AppStoreSigner, **config: Any
+    tmp_path: Path,
+    database_url: str,
+    signer: AppStoreSigner,
+    tuning: Tuning = SHORT,
+    **config: Any,
 ) -> Iterator[tuple[Flask, Retention]]:
     """An app serving the endpoint with the decision log on ``database_url`` (migrated)."""
     migrated_engine(database_url).dispose()
     settings: dict[str, Any] = {
         "RETENTION_ROOT_CERTIFICATES": [signer.root_pem],
         "RETENTION_APP_APPLE_ID": APP_APPLE_ID,
-        "RETENTION_DECISION_LOG_INTERVAL": 0.05,
         **config,
     }
-    with retention_app(tmp_path, database_url, mode="uri", **settings) as pair:
+    with retention_app(tmp_path, database_url, mode="uri", tuning=tuning, **settings) as pair:
         yield pair
 
 
@@ -266,7 +279,7 @@ def test_decision_log_off_writes_nothing(
 def test_close_writes_what_is_queued(
     database_url: str, tmp_path: Path, signer: AppStoreSigner
 ) -> None:
-    with logged_app(tmp_path, database_url, signer, RETENTION_DECISION_LOG_INTERVAL=3600) as (
+    with logged_app(tmp_path, database_url, signer, tuning=NO_INTERVAL) as (
         app,
         retention,
     ):
@@ -289,7 +302,7 @@ def test_close_writes_what_is_queued(
 
 
 def test_flush_writes_now(database_url: str, tmp_path: Path, signer: AppStoreSigner) -> None:
-    with logged_app(tmp_path, database_url, signer, RETENTION_DECISION_LOG_INTERVAL=3600) as (
+    with logged_app(tmp_path, database_url, signer, tuning=NO_INTERVAL) as (
         app,
         retention,
     ):
@@ -311,8 +324,7 @@ def test_a_full_batch_is_written_without_waiting_for_the_interval(
         tmp_path,
         database_url,
         signer,
-        RETENTION_DECISION_LOG_INTERVAL=3600,
-        RETENTION_DECISION_LOG_BATCH=3,
+        tuning=Tuning(decision_log_interval=3600, decision_log_batch=3),
     ) as (app, retention):
         retention.selector(lambda req: None)
         client = app.test_client()
@@ -338,7 +350,7 @@ def test_a_forked_worker_writes_only_its_own_decisions(
     tmp_path: Path, signer: AppStoreSigner
 ) -> None:
     url = f"sqlite:///{tmp_path / 'fork.db'}"
-    with logged_app(tmp_path, url, signer, RETENTION_DECISION_LOG_INTERVAL=3600) as (
+    with logged_app(tmp_path, url, signer, tuning=NO_INTERVAL) as (
         app,
         retention,
     ):
@@ -477,10 +489,9 @@ def test_a_replay_answered_by_another_instance_is_caught_and_counted(
 ) -> None:
     caplog.set_level(logging.INFO, logger="flask_retention")
     body = signer.realtime_body(original_transaction_id="twice")
-    config = {"RETENTION_DECISION_LOG_INTERVAL": 3600}
     with (
-        logged_app(tmp_path / "one", database_url, signer, **config) as (first, r1),
-        logged_app(tmp_path / "two", database_url, signer, **config) as (second, r2),
+        logged_app(tmp_path / "one", database_url, signer, NO_INTERVAL) as (first, r1),
+        logged_app(tmp_path / "two", database_url, signer, NO_INTERVAL) as (second, r2),
     ):
         r1.selector(lambda req: None)
         r2.selector(lambda req: None)
@@ -630,7 +641,7 @@ def test_missing_tables_are_logged_once_and_requests_still_answer(
         mode="uri",
         RETENTION_ROOT_CERTIFICATES=[signer.root_pem],
         RETENTION_APP_APPLE_ID=APP_APPLE_ID,
-        RETENTION_DECISION_LOG_INTERVAL=0.01,
+        tuning=Tuning(decision_log_interval=0.01),
     ) as (app, retention):
         retention.selector(lambda req: None)
         client = app.test_client()

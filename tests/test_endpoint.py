@@ -831,7 +831,8 @@ def test_selector_runs_on_a_worker_in_a_fresh_app_context(
 ) -> None:
     """The same on every server: none of the request's ``g``, no request context."""
     app.before_request(lambda: setattr(flask.g, "marked", "by the request"))
-    seen: list[object] = []
+    #: (thread, g.marked, has_app_context, has_request_context, current_app.name) per call
+    seen: list[tuple[int, object, bool, bool, str]] = []
 
     def probe(req: RealtimeRequest) -> None:
         seen.append(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import stat
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,9 @@ def instance(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_app(instance: Path, signer: AppStoreSigner, database_url: str) -> Iterator[Any]:
+def make_app(
+    instance: Path, signer: AppStoreSigner, database_url: str
+) -> Iterator[Callable[..., Flask]]:
     """Build the example app on ``instance`` (our tables on SQLite or PostgreSQL)."""
     apps: list[Flask] = []
 
@@ -82,7 +84,7 @@ def message_uuid(app: Flask, name: str) -> str:
 
 
 def test_first_start_prepares_the_database_and_catalogue(
-    make_app: Any, instance: Path, capsys: pytest.CaptureFixture[str]
+    make_app: Callable[..., Flask], instance: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     app = make_app()
     assert "example-request 1000000000000002" in capsys.readouterr().err
@@ -106,7 +108,7 @@ def test_first_start_prepares_the_database_and_catalogue(
 
 
 def test_second_start_changes_nothing(
-    make_app: Any, instance: Path, capsys: pytest.CaptureFixture[str]
+    make_app: Callable[..., Flask], instance: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     first = make_app()
     key = (instance / example.OFFER_KEY_FILE).read_bytes()
@@ -122,7 +124,9 @@ def test_second_start_changes_nothing(
     assert count == len(models.SAMPLES)
 
 
-def test_offer_key_is_a_labelled_private_stand_in(make_app: Any, instance: Path) -> None:
+def test_offer_key_is_a_labelled_private_stand_in(
+    make_app: Callable[..., Flask], instance: Path
+) -> None:
     make_app()
     path = instance / example.OFFER_KEY_FILE
     data = path.read_bytes()
@@ -134,7 +138,7 @@ def test_offer_key_is_a_labelled_private_stand_in(make_app: Any, instance: Path)
 
 
 def test_long_tenure_monthly_subscriber_is_offered_the_yearly_plan(
-    make_app: Any, signer: AppStoreSigner
+    make_app: Callable[..., Flask], signer: AppStoreSigner
 ) -> None:
     app = make_app()
     assert ask(app, signer, "1000000000000001") == {
@@ -146,7 +150,7 @@ def test_long_tenure_monthly_subscriber_is_offered_the_yearly_plan(
 
 
 def test_lapsed_subscriber_gets_a_signed_promotional_offer(
-    make_app: Any, signer: AppStoreSigner, instance: Path
+    make_app: Callable[..., Flask], signer: AppStoreSigner, instance: Path
 ) -> None:
     app = make_app()
     answer = ask(app, signer, "1000000000000002", product_id="com.example.monthly")
@@ -168,7 +172,7 @@ def test_lapsed_subscriber_gets_a_signed_promotional_offer(
 
 
 def test_offer_signature_does_not_verify_with_another_key(
-    make_app: Any, signer: AppStoreSigner
+    make_app: Callable[..., Flask], signer: AppStoreSigner
 ) -> None:
     app = make_app()
     token = ask(app, signer, "1000000000000002")["promotionalOffer"]["promotionalOfferSignatureV2"]
@@ -179,7 +183,7 @@ def test_offer_signature_does_not_verify_with_another_key(
 
 @pytest.mark.parametrize("otid", ["1000000000000003", "1000000000000004"])
 def test_other_subscribers_get_the_winback_message(
-    make_app: Any, signer: AppStoreSigner, otid: str
+    make_app: Callable[..., Flask], signer: AppStoreSigner, otid: str
 ) -> None:
     app = make_app()
     assert ask(app, signer, otid) == {
@@ -197,7 +201,11 @@ def test_other_subscribers_get_the_winback_message(
     ],
 )
 def test_unknown_subscriber_gets_the_default_for_product_and_locale(
-    make_app: Any, signer: AppStoreSigner, product_id: str, locale: str, default: str
+    make_app: Callable[..., Flask],
+    signer: AppStoreSigner,
+    product_id: str,
+    locale: str,
+    default: str,
 ) -> None:
     app = make_app()
     answer = ask(app, signer, "999999999", product_id=product_id, locale=locale)
@@ -205,13 +213,15 @@ def test_unknown_subscriber_gets_the_default_for_product_and_locale(
 
 
 def test_unknown_subscriber_without_a_default_gets_an_empty_answer(
-    make_app: Any, signer: AppStoreSigner
+    make_app: Callable[..., Flask], signer: AppStoreSigner
 ) -> None:
     app = make_app()
     assert ask(app, signer, "999999999", locale="ja-JP") == {}
 
 
-def test_lapsed_is_measured_from_today(make_app: Any, signer: AppStoreSigner) -> None:
+def test_lapsed_is_measured_from_today(
+    make_app: Callable[..., Flask], signer: AppStoreSigner
+) -> None:
     """Ben (4 months, monthly) gets the message once he has used the app again."""
     app = make_app()
     engine = app.extensions[example.EXAMPLE_KEY]
@@ -225,18 +235,20 @@ def test_lapsed_is_measured_from_today(make_app: Any, signer: AppStoreSigner) ->
         "message": {"messageIdentifier": message_uuid(app, "winback")}
     }
     page = app.test_client().get("/").json
+    assert page is not None
     assert [s["selector_gives"] for s in page["subscribers"]][1] == "Message"
 
 
-def test_requests_signed_by_an_untrusted_chain_are_refused(make_app: Any) -> None:
+def test_requests_signed_by_an_untrusted_chain_are_refused(make_app: Callable[..., Flask]) -> None:
     app = make_app()
     status, answer = example.send_example_request(app, AppStoreSigner(), "1000000000000001")
     assert (status, answer["error"]) == (401, "untrusted_root")
 
 
-def test_index_lists_subscribers_and_the_commands_to_try(make_app: Any) -> None:
+def test_index_lists_subscribers_and_the_commands_to_try(make_app: Callable[..., Flask]) -> None:
     app = make_app()
     page = app.test_client().get("/").json
+    assert page is not None
     assert page["retention_endpoint"] == "/retention/realtime"
     assert page["environment"] == "Sandbox"
     assert [s["selector_gives"] for s in page["subscribers"]] == [
@@ -288,7 +300,9 @@ def test_make_images_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert (info.width, info.has_transparency) == (3840, False)
 
 
-def test_bad_catalogue_stops_the_start_with_the_reason(make_app: Any, tmp_path: Path) -> None:
+def test_bad_catalogue_stops_the_start_with_the_reason(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"messages": [{"name": "x", "header": "h" * 67, "body": "b"}]}))
     with pytest.raises(CatalogueError, match="66"):
@@ -299,7 +313,7 @@ def test_bad_catalogue_stops_the_start_with_the_reason(make_app: Any, tmp_path: 
 
 
 @pytest.fixture
-def dev_app(make_app: Any) -> Flask:
+def dev_app(make_app: Callable[..., Flask]) -> Flask:
     """The example as a newcomer runs it: trusting the dev CA (Apple's root otherwise)."""
     return make_app(RETENTION_TRUST_DEV_CA=True, RETENTION_ROOT_CERTIFICATES=None)
 
@@ -361,7 +375,7 @@ def test_example_request_to_an_unreachable_url_fails_with_one_line(dev_app: Flas
 
 
 def test_configuration_from_flask_environment_variables(
-    make_app: Any, monkeypatch: pytest.MonkeyPatch
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLASK_RETENTION_MAX_REQUEST_AGE", "60")
     app = make_app()

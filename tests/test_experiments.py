@@ -33,7 +33,7 @@ from flask_retention.testing import AppStoreSigner
 from .memory_lookup import MemoryLookup
 from .support import state_of, vector
 
-VARIANTS = {
+VARIANTS: dict[str, Message | PromotionalOffer | SwitchPlan] = {
     "control": Message("winback"),
     "offer": PromotionalOffer("offer-msg", offer_id="winback50"),
     "switch": SwitchPlan("yearly-msg", "com.example.yearly"),

@@ -27,8 +27,10 @@ def test_init_app_sets_every_default(app: Flask, retention: Retention) -> None:
     assert app.config["RETENTION_SELECTOR_TIMEOUT"] == 0.4
     assert app.config["RETENTION_DECISION_LOG"] is True
     assert app.config["RETENTION_OUTCOME_WINDOW"] == 604800
-    assert app.config["RETENTION_SYNC_LOCK_TIMEOUT"] == 900
-    assert app.config["RETENTION_PERF_TEST_POLL_INTERVAL"] == 5
+    assert (retention.tuning.sync_lock_timeout, retention.tuning.perf_test_poll_interval) == (
+        900,
+        5,
+    )
 
 
 def test_init_app_twice_on_one_app_raises(app: Flask, retention: Retention) -> None:

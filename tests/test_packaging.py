@@ -97,7 +97,9 @@ def test_wheel_metadata_is_complete(wheel: Path) -> None:
     assert meta["License-File"] == "LICENSE"
     assert meta["Requires-Python"] == ">=3.11"
     assert meta["Description-Content-Type"] == "text/markdown"
-    assert meta.get_payload().strip() == (ROOT / "README.md").read_text().strip()
+    description = meta.get_payload()  # the long description: a single-part body, so a str
+    assert isinstance(description, str)
+    assert description.strip() == (ROOT / "README.md").read_text().strip()
     classifiers = meta.get_all("Classifier") or []
     assert "Framework :: Flask" in classifiers
     assert "Typing :: Typed" in classifiers

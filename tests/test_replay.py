@@ -12,9 +12,9 @@ from flask_retention.realtime.replay import ReplayGuard
 NOW = 1_800_000_000.0
 
 
-def new_id() -> str:
-    """A request identifier as the endpoint passes it: its text as signed."""
-    return str(uuid.uuid4())
+def new_id() -> uuid.UUID:
+    """A request identifier as the endpoint passes it: parsed by the request's schema."""
+    return uuid.uuid4()
 
 
 def test_first_time_then_replay() -> None:

@@ -43,7 +43,6 @@ def new_app(tmp_path: Path, signer: AppStoreSigner, **config: Any) -> Flask:
     app.config.update(
         RETENTION_ROOT_CERTIFICATES=[signer.root_pem],
         RETENTION_APP_APPLE_ID=APP_APPLE_ID,
-        RETENTION_DECISION_LOG_INTERVAL=0.05,
         **config,
     )
     return app
@@ -114,7 +113,12 @@ def test_a_host_hook_reading_after_the_endpoint_sees_the_same_body(
 ) -> None:
     app = new_app(tmp_path, signer)
     after: list[bytes] = []
-    app.after_request(lambda response: after.append(request.get_data()) or response)
+
+    @app.after_request
+    def read_the_body_after(response: flask.Response) -> flask.Response:
+        after.append(request.get_data())
+        return response
+
     retention = closing(Retention(app))
     retention.selector(lambda req: Message(MID))
     body = signer.realtime_body()

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -269,8 +270,9 @@ def test_simulate_function_checks_its_numbers(
     app: Flask, retention: Retention, option: str, value: int
 ) -> None:
     signer = load_dev_ca_signer(create_dev_ca(dev_ca_folder(app)))
+    options: dict[str, Any] = {option: value}  # one of simulate's int keywords, by name
     with pytest.raises(ValueError, match=option):
-        simulate("http://127.0.0.1:9/x", signer, **{option: value})
+        simulate("http://127.0.0.1:9/x", signer, **options)
 
 
 def test_simulate_app_needs_a_dev_ca(app: Flask, retention: Retention) -> None:

@@ -508,7 +508,13 @@ DOCUMENT_RULES = [
         "images[1] (tick): 1000x1024 px, but BULLET_POINT is 1024x1024 px",
     ),
     (
-        {"images": (image("hero"), replace(image("tick", "BULLET_POINT"), size="SMALL"))},
+        # A size Apple does not have, deliberately: checks that it is refused.
+        {
+            "images": (
+                image("hero"),
+                replace(image("tick", "BULLET_POINT"), size="SMALL"),  # type: ignore[arg-type]
+            )
+        },
         "images[1] (tick).size: must be FULL_SIZE or BULLET_POINT, not 'SMALL'",
     ),
     (

@@ -5,8 +5,8 @@ ordered as in Apple's official Python library. Each call is signed with a
 fresh ES256 token, paced under Apple's per-endpoint rate and hourly budget
 (shared by every client and thread of the process), retried when that is
 safe, and turned into an :class:`APIError` that says what Apple said when
-it fails. :func:`client_from_app` builds one from the app's ``RETENTION_*``
-configuration.
+it fails. :func:`client_from_settings` builds one from an app's settings
+(``flask_retention.api.client_from_app`` from the app itself).
 
 Nothing here opens a connection until the first call; call :meth:`close`
 (or use the client as a context manager) when done.
@@ -84,8 +84,9 @@ from flask_retention.appstore.types import (
     to_uuid,
 )
 from flask_retention.core.apple import ENVIRONMENTS
-from flask_retention.core.config import Settings
+from flask_retention.core.config import DEFAULT_TUNING, Settings, Tuning
 from flask_retention.core.errors import ConfigurationError
+from flask_retention.core.per_process import PerProcess
 
 __all__ = [
     "ERROR_CODES",
@@ -132,7 +133,7 @@ __all__ = [
     "reset_rate_limits",
 ]
 
-logger = logging.getLogger("flask_retention.appstore.client")
+logger = logging.getLogger(__name__)
 
 #: Apple's hosts (spec section 1.2, recommended since the 2026-05-05 server update).
 PRODUCTION_URL: Final = "https://api.storekit.apple.com"
@@ -162,8 +163,9 @@ ENDPOINT_NAMES: Final[Mapping[str, str]] = {
     "get_performance_test_results": "Get Performance Test Results",
 }
 
-#: One limiter for the whole process, so that every client and thread shares Apple's budget.
-_RATE_LIMITER: Final = RateLimiter(time.monotonic)
+#: One limiter per process (made on first use), so that every client and thread shares
+#: Apple's budget.
+_RATE_LIMITER: Final = PerProcess(lambda: RateLimiter(time.monotonic))
 
 #: Transport failures that happen before the request leaves: safe to retry for any call.
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -175,7 +177,7 @@ T = TypeVar("T")
 
 def reset_rate_limits() -> None:
     """Forget every pacing and budget reservation of this process (for tests)."""
-    _RATE_LIMITER.reset()
+    _RATE_LIMITER.get().reset()
 
 
 def _load_private_key(value: object) -> ec.EllipticCurvePrivateKey:
@@ -360,7 +362,7 @@ class RetentionAPIClient:
 
     def budget_used(self, endpoint: str) -> int:
         """Calls of ``endpoint`` this process made (or reserved) within the budget window."""
-        return _RATE_LIMITER.used(self._key(endpoint), self.budget_window)
+        return _RATE_LIMITER.get().used(self._key(endpoint), self.budget_window)
 
     def _key(self, endpoint: str) -> tuple[str, str, str, str]:
         return (self.base_url, self.bundle_id, self.environment, endpoint)
@@ -381,12 +383,12 @@ class RetentionAPIClient:
 
     def _wait_for_slot(self, endpoint: str) -> None:
         try:
-            start = _RATE_LIMITER.reserve(
+            start = _RATE_LIMITER.get().reserve(
                 self._key(endpoint), self._limits[endpoint], max_budget_wait=self.budget_wait
             )
         except BudgetSpent as e:
             limit = self._limits[endpoint]
-            wait = e.free_at - _RATE_LIMITER.clock()
+            wait = e.free_at - _RATE_LIMITER.get().clock()
             retry_at = datetime.fromtimestamp(
                 time.time() + (wait if math.isfinite(wait) else 10 * 365 * 86400), tz=UTC
             )
@@ -397,7 +399,7 @@ class RetentionAPIClient:
                 retry_at=retry_at,
                 endpoint=ENDPOINT_NAMES[endpoint],
             ) from None
-        delay = start - _RATE_LIMITER.clock()
+        delay = start - _RATE_LIMITER.get().clock()
         if delay > 0:
             logger.debug("%s: pacing, waiting %.3f s", ENDPOINT_NAMES[endpoint], delay)
             time.sleep(delay)
@@ -486,7 +488,9 @@ class RetentionAPIClient:
                             self.max_retries,
                             delay,
                         )
-                        _RATE_LIMITER.defer(self._key(call.endpoint), time.monotonic() + delay)
+                        _RATE_LIMITER.get().defer(
+                            self._key(call.endpoint), time.monotonic() + delay
+                        )
                         continue
                 raise error_from_response(status, body, endpoint=name, retry_at=retry_at)
             retryable = call.safe or call.confirm is not None
@@ -788,7 +792,9 @@ def _required(value: T | None, key: str) -> T:
     return value
 
 
-def client_from_settings(settings: Settings, environment: str | None = None) -> RetentionAPIClient:
+def client_from_settings(
+    settings: Settings, environment: str | None = None, *, tuning: Tuning = DEFAULT_TUNING
+) -> RetentionAPIClient:
     """A :class:`RetentionAPIClient` built from an app's ``RETENTION_*`` settings.
 
     ``environment`` defaults to the first of ``RETENTION_ENVIRONMENT``. A
@@ -813,8 +819,8 @@ def client_from_settings(settings: Settings, environment: str | None = None) -> 
         base_url=base_url,
         timeout=settings.api_timeout,
         connect_timeout=min(10.0, settings.api_timeout),
-        pacing=settings.api_pacing,
-        budget_wait=settings.api_budget_wait,
-        max_retries=settings.api_max_retries,
-        retry_after_cap=settings.api_retry_after_cap,
+        pacing=tuning.api_pacing,
+        budget_wait=tuning.api_budget_wait,
+        max_retries=tuning.api_max_retries,
+        retry_after_cap=tuning.api_retry_after_cap,
     )

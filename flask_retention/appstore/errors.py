@@ -290,9 +290,7 @@ class RateBudgetExhausted(APIError):
         super().__init__(
             message,
             endpoint=endpoint,
-            hint=(
-                "wait, or allow waiting for the budget (RETENTION_API_BUDGET_WAIT / budget_wait=)."
-            ),
+            hint=("wait, or allow waiting for the budget (the client's budget_wait=)."),
         )
 
 
@@ -324,7 +322,7 @@ def _default_hint(
     return _STATUS_HINTS.get(status) if status is not None else None
 
 
-def _one_line(text: str) -> str:
+def _squeezed(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
 
@@ -340,13 +338,13 @@ def parse_error_body(body: bytes) -> tuple[int | None, str | None]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return None, _one_line(body.decode("utf-8", "replace"))
+        return None, _squeezed(body.decode("utf-8", "replace"))
     if not isinstance(data, dict):
-        return None, _one_line(body.decode("utf-8", "replace"))
+        return None, _squeezed(body.decode("utf-8", "replace"))
     raw_code = data.get("errorCode")
     code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None
     raw_message = data.get("errorMessage")
-    message = _one_line(raw_message) if isinstance(raw_message, str) else None
+    message = _squeezed(raw_message) if isinstance(raw_message, str) else None
     return code, message
 
 

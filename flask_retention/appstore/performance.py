@@ -28,7 +28,7 @@ from typing import Any, Final, Protocol
 
 import httpx
 
-logger = logging.getLogger("flask_retention.testing")
+logger = logging.getLogger(__name__)
 
 DEFAULT_PERFORMANCE_TEST_CONFIG: Final[Mapping[str, int]] = {
     "maxConcurrentRequests": 10,

@@ -55,7 +55,7 @@ __all__ = [
     "run_sync",
 ]
 
-logger = logging.getLogger("flask_retention.appstore.sync")
+logger = logging.getLogger(__name__)
 
 #: Seconds after its last heartbeat that a sync lock counts as abandoned and is taken over.
 DEFAULT_LOCK_TIMEOUT: Final = 900.0
@@ -94,7 +94,7 @@ class SyncLockedError(RetentionError):
         when = f" since {since.isoformat(timespec='seconds')}" if since is not None else ""
         super().__init__(
             f"another sync of {environment} is running ({owner}{when}); wait for it to finish, "
-            "or let the stale-lock timeout (RETENTION_SYNC_LOCK_TIMEOUT) pass if it died"
+            "or, if it died, wait until its lock is 15 minutes old"
         )
 
 

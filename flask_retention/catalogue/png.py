@@ -56,7 +56,7 @@ class PNGInfo:
         return _COLOR_TYPE_NAMES.get(self.color_type, f"type {self.color_type}")
 
 
-def read_png_info(data: bytes) -> PNGInfo:
+def read_png_info(data: bytes | bytearray | memoryview) -> PNGInfo:
     """Parse a PNG file's chunks and return its size, colour type and transparency.
 
     Every chunk's CRC is checked and the file must end with ``IEND`` (bytes after

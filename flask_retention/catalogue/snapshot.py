@@ -28,9 +28,10 @@ from flask_retention.catalogue.lookup import MessageFacts, parse_uuid
 from flask_retention.catalogue.models import AppleState, BulletPoint, Default, Image, Message
 from flask_retention.catalogue.store import read_version
 from flask_retention.core.apple import ENVIRONMENTS, MessageRef
+from flask_retention.core.errors import first_line
 from flask_retention.core.per_process import DaemonThread, PerProcess
 
-logger = logging.getLogger("flask_retention.catalogue.snapshot")
+logger = logging.getLogger(__name__)
 
 APPROVED: Final = "APPROVED"
 
@@ -179,11 +180,6 @@ def _refresh_loop(ref: weakref.ReferenceType[CatalogueSnapshot], refresher: _Ref
             return
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
 class CatalogueSnapshot:
     """A :class:`~flask_retention.catalogue.lookup.CatalogueLookup` refreshed in the background.
 
@@ -263,7 +259,7 @@ class CatalogueSnapshot:
                     "flask-retention could not %s the catalogue (%s); %s. Is the database "
                     "reachable, and did `flask retention init-db` run?",
                     "refresh" if self._loaded else "load",
-                    _first_line(e),
+                    first_line(e),
                     f"still serving the last snapshot (catalogue version {self._view.version})"
                     if self._loaded
                     else "message names get the fallback (catalogue_unavailable) until it loads",

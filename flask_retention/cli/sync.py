@@ -24,19 +24,6 @@ from flask_retention.cli.common import (
     yes_option,
 )
 
-#: Config keys read here (with their defaults) beside the ones in ``config.DEFAULTS``.
-SYNC_LOCK_TIMEOUT_KEY = "RETENTION_SYNC_LOCK_TIMEOUT"
-PERF_TEST_POLL_KEY = "RETENTION_PERF_TEST_POLL_INTERVAL"
-
-
-def _seconds(key: str, default: float) -> float:
-    """A wait from the config: set and checked by ``init_app``, read again here so that a
-    value changed after ``init_app`` (as tests do) is honoured, and checked again."""
-    value = current_app.config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise click.ClickException(f"{key} must be a number of seconds >= 0, not {value!r}.")
-    return float(value)
-
 
 def _environment(environment: str | None) -> str:
     env: str = environment or current_state().settings.default_environment
@@ -46,7 +33,9 @@ def _environment(environment: str | None) -> str:
 def _client(environment: str) -> Any:
     from flask_retention.appstore.client import client_from_settings
 
-    return client_from_settings(current_state().settings, environment)
+    return client_from_settings(
+        current_state().settings, environment, tuning=current_retention().tuning
+    )
 
 
 # -- sync -------------------------------------------------------------------------------
@@ -107,7 +96,7 @@ def sync_command(
 
     env = _environment(environment)
     with failures():
-        timeout = _seconds(SYNC_LOCK_TIMEOUT_KEY, 900.0)
+        timeout = current_retention().tuning.sync_lock_timeout
         catalogue = current_retention().catalogue
         with _client(env) as client:
             plan = plan_sync(catalogue, client, prune=prune)
@@ -326,7 +315,7 @@ def perf_test_command(
 
     Apple signs requests for ORIGINAL_TRANSACTION_ID (a sandbox purchase)
     and calls the sandbox real-time URL. The command follows the test
-    (polling every RETENTION_PERF_TEST_POLL_INTERVAL seconds, default 5)
+    (polling every 5 seconds)
     and exits 1 on FAIL. `--no-wait` prints the request ID; `--result
     REQUEST_ID` fetches it later.
     """
@@ -340,7 +329,7 @@ def perf_test_command(
         raise click.UsageError("give ORIGINAL_TRANSACTION_ID, or --result REQUEST_ID (not both).")
     engine = current_retention().get_engine()
     with failures():
-        interval = _seconds(PERF_TEST_POLL_KEY, 5.0)
+        interval = current_retention().tuning.perf_test_poll_interval
         with _client("Sandbox") as client:
             if request_id is not None:
                 try:

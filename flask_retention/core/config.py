@@ -38,15 +38,7 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "RETENTION_NOTIFICATIONS_ENDPOINT": None,
     "RETENTION_OUTCOME_WINDOW": 604800,
     "RETENTION_API_TIMEOUT": 30.0,
-    "RETENTION_API_MAX_RETRIES": 3,
-    "RETENTION_API_RETRY_AFTER_CAP": 60.0,
-    "RETENTION_API_PACING": 1.0,
-    "RETENTION_API_BUDGET_WAIT": 0.0,
-    "RETENTION_SYNC_LOCK_TIMEOUT": 900,
-    "RETENTION_PERF_TEST_POLL_INTERVAL": 5,
     "RETENTION_DECISION_LOG_QUEUE": 10000,
-    "RETENTION_DECISION_LOG_BATCH": 500,
-    "RETENTION_DECISION_LOG_INTERVAL": 1.0,
 }
 
 APPLE_ROOT_CA_G3: Final = "AppleRootCA-G3.pem"
@@ -195,6 +187,49 @@ def _rule(config: Mapping[str, Any], key: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class Tuning:
+    """Internal timings and sizes, with the defaults production runs with.
+
+    Not configuration keys: a deployment has no reason to change them, and
+    tests shorten the waits with ``Retention(app, tuning=Tuning(...))``.
+    ``api_*`` pace and retry calls to Apple's management API (see
+    :class:`~flask_retention.api.RetentionAPIClient`); ``sync_lock_timeout``
+    is the age after which a sync's lock counts as abandoned;
+    ``perf_test_poll_interval`` the seconds between polls of a running
+    performance test; ``decision_log_batch`` and ``decision_log_interval``
+    the decision log's rows per insert and seconds between writes.
+    """
+
+    api_max_retries: int = 3
+    api_retry_after_cap: float = 60.0
+    api_pacing: float = 1.0
+    api_budget_wait: float = 0.0
+    sync_lock_timeout: float = 900.0
+    perf_test_poll_interval: float = 5.0
+    decision_log_batch: int = 500
+    decision_log_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        minimums = {"decision_log_batch": 1, "decision_log_interval": 0.001}
+        for name, value in vars(self).items():
+            integer = name in ("api_max_retries", "decision_log_batch")
+            kind = int if integer else int | float
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, kind)
+                or value < minimums.get(name, 0)
+            ):
+                raise ValueError(
+                    f"Tuning.{name} must be {'an integer' if integer else 'a number'} >= "
+                    f"{minimums.get(name, 0)}, not {value!r}"
+                )
+
+
+#: The tuning production runs with.
+DEFAULT_TUNING: Final = Tuning()
+
+
+@dataclass(frozen=True)
 class Settings:
     """The validated configuration of one app, read once at ``init_app``."""
 
@@ -217,16 +252,8 @@ class Settings:
     trust_dev_ca: bool
     notifications_endpoint: str | None
     outcome_window: float
-    api_timeout: float = 30.0
-    api_max_retries: int = 3
-    api_retry_after_cap: float = 60.0
-    api_pacing: float = 1.0
-    api_budget_wait: float = 0.0
-    decision_log_queue: int = 10000
-    decision_log_batch: int = 500
-    decision_log_interval: float = 1.0
-    sync_lock_timeout: float = 900.0
-    perf_test_poll_interval: float = 5.0
+    api_timeout: float
+    decision_log_queue: int
 
     @property
     def default_environment(self) -> str:
@@ -301,13 +328,5 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
         notifications_endpoint=_rule(config, "RETENTION_NOTIFICATIONS_ENDPOINT"),
         outcome_window=_number(config, "RETENTION_OUTCOME_WINDOW", minimum=1),
         api_timeout=_number(config, "RETENTION_API_TIMEOUT", minimum=0.001),
-        api_max_retries=_number(config, "RETENTION_API_MAX_RETRIES", minimum=0, integer=True),
-        api_retry_after_cap=_number(config, "RETENTION_API_RETRY_AFTER_CAP", minimum=0),
-        api_pacing=_number(config, "RETENTION_API_PACING", minimum=0),
-        api_budget_wait=_number(config, "RETENTION_API_BUDGET_WAIT", minimum=0),
         decision_log_queue=_number(config, "RETENTION_DECISION_LOG_QUEUE", minimum=1, integer=True),
-        decision_log_batch=_number(config, "RETENTION_DECISION_LOG_BATCH", minimum=1, integer=True),
-        decision_log_interval=_number(config, "RETENTION_DECISION_LOG_INTERVAL", minimum=0.001),
-        sync_lock_timeout=_number(config, "RETENTION_SYNC_LOCK_TIMEOUT", minimum=0),
-        perf_test_poll_interval=_number(config, "RETENTION_PERF_TEST_POLL_INTERVAL", minimum=0),
     )

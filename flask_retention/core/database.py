@@ -1,4 +1,5 @@
-"""Where the catalogue lives: engine resolution, sessions and migrations.
+"""Where the catalogue lives: engine resolution and sessions (migrations:
+:mod:`flask_retention.catalogue.schema`).
 
 The engine is chosen, in order, from ``Retention(engine=...)``,
 ``Retention(db=...)`` (Flask-SQLAlchemy, resolved lazily in an app context),
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -51,6 +52,14 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
     return engine
 
 
+class HasEngine(Protocol):
+    """What we use of a Flask-SQLAlchemy (or -Lite) extension: its engine for the app in
+    context."""
+
+    @property
+    def engine(self) -> sa.Engine: ...
+
+
 class Database:
     """The engine and sessions of one app, resolved on first use.
 
@@ -61,7 +70,7 @@ class Database:
         self,
         app: Flask,
         *,
-        db: Any = None,
+        db: HasEngine | None = None,
         engine: sa.Engine | None = None,
         uri: str | None = None,
     ) -> None:
@@ -100,7 +109,7 @@ class Database:
 
     def _resolve(self) -> tuple[sa.Engine, bool]:
         if self._db is not None:
-            return self._flask_sqlalchemy_engine(), False
+            return self._flask_sqlalchemy_engine(self._db), False
         if self._uri is not None:
             try:
                 return create_engine(self._uri), True
@@ -112,17 +121,17 @@ class Database:
         path = os.path.join(self._instance_path, DEFAULT_SQLITE_FILE)
         return create_engine(sa.URL.create("sqlite", database=path)), True
 
-    def _flask_sqlalchemy_engine(self) -> sa.Engine:
+    def _flask_sqlalchemy_engine(self, db: HasEngine) -> sa.Engine:
         from flask import current_app, has_app_context
 
         app = self._app()
         if app is None:
             raise RuntimeError("the Flask app of this flask-retention database is gone")
         if has_app_context() and current_app == app:
-            engine = self._db.engine
+            engine = db.engine
         else:
             with app.app_context():
-                engine = self._db.engine
+                engine = db.engine
         assert isinstance(engine, sa.Engine)
         return engine
 

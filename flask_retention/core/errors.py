@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 VerificationReason = Literal[
     "malformed",
@@ -14,17 +14,7 @@ VerificationReason = Literal[
     "bad_signature",
 ]
 
-VERIFICATION_REASONS: Final[frozenset[str]] = frozenset(
-    (
-        "malformed",
-        "bad_alg",
-        "bad_chain",
-        "untrusted_root",
-        "missing_oid",
-        "expired",
-        "bad_signature",
-    )
-)
+VERIFICATION_REASONS: Final[frozenset[str]] = frozenset(get_args(VerificationReason))
 
 
 class RetentionError(Exception):
@@ -51,3 +41,9 @@ class VerificationError(RetentionError):
 
     def __repr__(self) -> str:
         return f"VerificationError({self.reason!r}, {self.message!r})"
+
+
+def first_line(error: BaseException) -> str:
+    """``error`` as ``Type: first line of its message``, for a one-line log message."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")

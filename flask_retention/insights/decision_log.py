@@ -5,8 +5,8 @@ to :meth:`DecisionLogWriter.record`, which only appends it to an in-memory
 queue (and wakes the writer when a batch is full). A daemon thread, started
 on first use in the serving process (so that each forked worker starts its own),
 writes the queue to ``retention_decisions`` in batches: every
-``RETENTION_DECISION_LOG_INTERVAL`` seconds, as soon as
-``RETENTION_DECISION_LOG_BATCH`` decisions wait, on :meth:`~DecisionLogWriter.flush`,
+``interval`` seconds (1 by default), as soon as ``batch_size`` decisions
+(500) wait, on :meth:`~DecisionLogWriter.flush`,
 and on :meth:`~DecisionLogWriter.close` (also run at interpreter exit).
 
 When the database is unreachable the decisions wait in the queue, up to
@@ -36,10 +36,11 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from flask_retention.catalogue.models import metadata
+from flask_retention.core.errors import first_line
 from flask_retention.core.per_process import DaemonThread, PerProcess
 from flask_retention.realtime.decisions import Decision
 
-logger = logging.getLogger("flask_retention.insights.decision_log")
+logger = logging.getLogger(__name__)
 
 _TABLE: Final = metadata.tables["retention_decisions"]
 _INSERT: Final = sa.insert(_TABLE)
@@ -83,11 +84,6 @@ def decision_row(decision: Decision) -> dict[str, Any]:
         "created_at": decision.received_at,
         "replay": False,
     }
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 class _Unwritten(Exception):
@@ -324,7 +320,7 @@ class DecisionLogWriter:
                     "flask-retention: %d decisions could not be written at exit (%s); they are "
                     "lost.",
                     lost,
-                    _first_line(e.cause),
+                    first_line(e.cause),
                 )
                 return False
             return True
@@ -360,7 +356,7 @@ class DecisionLogWriter:
                     if rid is None:
                         logger.error(
                             "flask-retention: a decision could not be written (%s); skipped.",
-                            _first_line(e.orig if e.orig is not None else e),
+                            first_line(e.orig if e.orig is not None else e),
                         )
                         continue
                     replay = dict(
@@ -396,7 +392,7 @@ class DecisionLogWriter:
             logger.warning(
                 "flask-retention: %d decisions were dropped because the decision log queue "
                 "filled faster than it was written (RETENTION_DECISION_LOG_QUEUE=%d); raise "
-                "it, or RETENTION_DECISION_LOG_BATCH.",
+                "it.",
                 dropped,
                 self.max_queue,
             )
@@ -439,7 +435,7 @@ class DecisionLogWriter:
                 "memory (at most RETENTION_DECISION_LOG_QUEUE=%d, the oldest dropped past it) "
                 "and are retried every %s s. Is the database reachable, and did "
                 "`flask retention init-db` run?",
-                _first_line(cause),
+                first_line(cause),
                 waiting,
                 self.max_queue,
                 self.interval,

@@ -37,7 +37,7 @@ from flask_retention.realtime.endpoint import Rejected, read_signed_payload
 from flask_retention.realtime.verification import JWSVerifier
 from flask_retention.realtime.view import http_error_rejection, register_json_blueprint
 
-logger = logging.getLogger("flask_retention")
+logger = logging.getLogger(__name__)
 
 BLUEPRINT_NAME: Final = "flask_retention_notifications"
 

@@ -401,6 +401,15 @@ def _window_line(report: dict[str, Any]) -> str:
     return f"Decisions from {since} to {until} UTC ({env})"
 
 
+def _product_rows(
+    report: dict[str, Any],
+) -> tuple[tuple[str, ...], list[Sequence[Any]]]:
+    """The per-product-and-locale table's headers and rows, for text and HTML."""
+    keys = ("product_id", "locale", "requests", "answered", "fallbacks", "rejected")
+    headers = ("product", "locale", "requests", "answered", "fallbacks", "rejected")
+    return headers, [tuple(p[k] for k in keys) for p in report["by_product"]]
+
+
 def render_text(report: dict[str, Any]) -> str:
     """The report as aligned tables for a terminal."""
     totals = report["totals"]
@@ -433,18 +442,7 @@ def render_text(report: dict[str, Any]) -> str:
         ),
         (
             "Per product and locale",
-            ("product", "locale", "requests", "answered", "fallbacks", "rejected"),
-            [
-                (
-                    p["product_id"],
-                    p["locale"],
-                    p["requests"],
-                    p["answered"],
-                    p["fallbacks"],
-                    p["rejected"],
-                )
-                for p in report["by_product"]
-            ],
+            *_product_rows(report),
             2,
         ),
         (
@@ -733,18 +731,7 @@ def render_html(report: dict[str, Any]) -> str:
         _svg_hbars(histogram, "#0a84ff", "Latency distribution"),
         "<h2>Per product and locale</h2>",
         _html_table(
-            ("product", "locale", "requests", "answered", "fallbacks", "rejected"),
-            [
-                (
-                    p["product_id"],
-                    p["locale"],
-                    p["requests"],
-                    p["answered"],
-                    p["fallbacks"],
-                    p["rejected"],
-                )
-                for p in report["by_product"]
-            ],
+            *_product_rows(report),
             2,
         ),
         "<h2>Per message</h2>",

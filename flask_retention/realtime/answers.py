@@ -31,7 +31,7 @@ from flask_retention.realtime.choices import (
 )
 from flask_retention.realtime.decisions import FallbackReason, Kind
 
-logger = logging.getLogger("flask_retention")
+logger = logging.getLogger(__name__)
 
 OFFER_AUDIENCE = "promotional-offer"
 

@@ -1,6 +1,6 @@
 """The steps of the real-time endpoint, held per app by :class:`RealtimeEndpoint`.
 
-``views.answer_request`` calls them in order: read the body, verify the JWS, load
+``view.answer_request`` calls them in order: read the body, verify the JWS, load
 the payload, check it, run the selector, resolve its choice. Each step that
 refuses a request raises :class:`Rejected` with the status and error code of
 DESIGN.md; nothing after verification refuses: problems there take the
@@ -32,7 +32,7 @@ from flask_retention.realtime.replay import ReplayGuard
 from flask_retention.realtime.runner import Outcome, SelectorPool
 from flask_retention.realtime.verification import JWSVerifier
 
-logger = logging.getLogger("flask_retention")
+logger = logging.getLogger(__name__)
 
 #: The largest request body accepted (Apple's are a few kilobytes).
 BODY_LIMIT: Final = 64 * 1024

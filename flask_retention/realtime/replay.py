@@ -21,7 +21,7 @@ from collections import deque
 
 from flask_retention.core.per_process import process_lock
 
-logger = logging.getLogger("flask_retention")
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_ENTRIES = 100_000
 

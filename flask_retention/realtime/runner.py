@@ -33,7 +33,7 @@ from flask import Flask
 
 from flask_retention.core.per_process import PerProcess
 
-logger = logging.getLogger("flask_retention")
+logger = logging.getLogger(__name__)
 
 OutcomeStatus = Literal["ok", "error", "timeout", "overloaded"]
 

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException, default_exceptions
 from flask_retention.realtime.decisions import Decision
 from flask_retention.realtime.endpoint import RealtimeEndpoint, Rejected, read_signed_payload
 
-logger = logging.getLogger("flask_retention")
+logger = logging.getLogger(__name__)
 
 BLUEPRINT_NAME: Final = "flask_retention"
 

@@ -53,7 +53,7 @@ from flask_retention.testing.serving import serve as serve
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
 
-logger = logging.getLogger("flask_retention.testing")
+logger = logging.getLogger(__name__)
 
 BASE_PATH: Final = "/inApps/v1/messaging"
 AUDIENCE: Final = "appstoreconnect-v1"

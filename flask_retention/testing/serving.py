@@ -14,7 +14,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
 
-logger = logging.getLogger("flask_retention.testing")
+logger = logging.getLogger(__name__)
 
 
 class _QuietRequestHandler(WSGIRequestHandler):

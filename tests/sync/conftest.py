@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -31,8 +32,8 @@ def selector_delay() -> float:
 
 
 @pytest.fixture
-def extra_config() -> dict[str, object]:
-    """More ``app.config`` for the test app (a module or test overrides it)."""
+def extra_config() -> dict[str, Any]:
+    """More ``app.config`` for the test app, or its ``tuning`` (a module or test overrides it)."""
     return {}
 
 
@@ -47,7 +48,7 @@ def app(
     app_store_bundle_id: str,
     app_store_signer: AppStoreSigner,
     selector_delay: float,
-    extra_config: dict[str, object],
+    extra_config: dict[str, Any],
 ) -> Iterator[Flask]:
     with sync_app(
         tmp_path,

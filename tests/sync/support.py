@@ -15,13 +15,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskCliRunner
 
-from flask_retention import RealtimeRequest, Retention
+from flask_retention import RealtimeRequest, Retention, Tuning
 from flask_retention.testing import AppStoreSigner, FakeAppStore, RecordedRequest
 
 from ..catalogue_support import bullet_png, full_png
 
 PRODUCT = "com.example.retention.monthly"
 LOCALE = "en-US"
+
+
+#: Short waits: the fake App Store paced 1000 times faster, Retry-After capped at 5 s.
+SYNC_TUNING = Tuning(api_pacing=0.001, api_retry_after_cap=5.0, perf_test_poll_interval=0.05)
 
 
 @contextmanager
@@ -36,6 +40,7 @@ def sync_app(
     bundle_id: str,
     signer: AppStoreSigner,
     selector_delay: float = 0.0,
+    tuning: Tuning = SYNC_TUNING,
     **config: Any,
 ) -> Iterator[Flask]:
     """A test app (not the example app) whose management API is the fake at ``store_url``."""
@@ -55,14 +60,11 @@ def sync_app(
         RETENTION_PRIVATE_KEY=pem,
         RETENTION_BUNDLE_ID=bundle_id,
         RETENTION_API_BASE_URL=store_url,
-        RETENTION_API_PACING=0.001,
-        RETENTION_API_RETRY_AFTER_CAP=5.0,
         RETENTION_ROOT_CERTIFICATES=[signer.root_pem],
         RETENTION_CATALOGUE_REFRESH=0.05,
-        RETENTION_PERF_TEST_POLL_INTERVAL=0.05,
     )
     app.config.update(config)
-    retention = Retention(app)
+    retention = Retention(app, tuning=tuning)
 
     @retention.selector
     def choose(req: RealtimeRequest) -> None:

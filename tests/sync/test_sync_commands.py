@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -14,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy.orm import Session
 
+from flask_retention import Retention
 from flask_retention.appstore.sync import SyncLockedError, acquire_sync_lock
 from flask_retention.catalogue.models import Decision, PerformanceTest, SyncLock, utcnow
 from flask_retention.testing import AppStoreSigner, FakeAppStore, serve
@@ -21,6 +23,7 @@ from flask_retention.testing import AppStoreSigner, FakeAppStore, serve
 from .support import (
     LOCALE,
     PRODUCT,
+    SYNC_TUNING,
     InFlight,
     build_catalogue,
     fails,
@@ -32,7 +35,9 @@ from .support import (
 
 @pytest.fixture
 def engine(app: Flask) -> sa.Engine:
-    return app.extensions["retention"].get_engine(app)
+    retention = app.extensions["retention"]
+    assert isinstance(retention, Retention)
+    return retention.get_engine(app)
 
 
 # -- the lock ------------------------------------------------------------------------
@@ -105,20 +110,26 @@ def test_realtime_url_is_checked_before_calling_apple(
     assert fake_app_store.requests == []
 
 
+def stored_realtime_url(store: FakeAppStore) -> str | None:
+    """The fake's real-time URL, read afresh: mypy would keep an earlier check's narrowing
+    of ``store.realtime_url`` across the calls that change it."""
+    return store.realtime_url
+
+
 def test_realtime_url_set_get_delete(
     runner: FlaskCliRunner, fake_app_store: FakeAppStore, app: Flask
 ) -> None:
     ok(invoke(runner, "realtime-url", "set", "https://example.com/retention/realtime"))
-    assert fake_app_store.realtime_url == "https://example.com/retention/realtime"
+    assert stored_realtime_url(fake_app_store) == "https://example.com/retention/realtime"
     got = ok(invoke(runner, "realtime-url", "get"))
     assert got.output.strip() == "https://example.com/retention/realtime"
     status = json.loads(ok(invoke(runner, "status", "--environment", "Sandbox", "--json")).output)
     assert status[0]["realtime_url"] == "https://example.com/retention/realtime"
     refused = invoke(runner, "realtime-url", "delete", input="n\n")
     assert refused.exit_code == 1
-    assert fake_app_store.realtime_url is not None
+    assert stored_realtime_url(fake_app_store) is not None
     ok(invoke(runner, "realtime-url", "delete", "--yes"))
-    assert fake_app_store.realtime_url is None
+    assert stored_realtime_url(fake_app_store) is None
     got = ok(invoke(runner, "realtime-url", "get"))
     assert "No real-time URL is configured in Sandbox" in got.output
 
@@ -345,7 +356,12 @@ def test_an_apple_error_shows_status_and_hint(runner: FlaskCliRunner) -> None:
 
 @pytest.mark.parametrize(
     "extra_config",
-    [{"RETENTION_API_BASE_URL": "http://127.0.0.1:9", "RETENTION_API_MAX_RETRIES": 0}],
+    [
+        {
+            "RETENTION_API_BASE_URL": "http://127.0.0.1:9",
+            "tuning": dataclasses.replace(SYNC_TUNING, api_max_retries=0),
+        }
+    ],
 )
 def test_network_down_is_one_line(runner: FlaskCliRunner) -> None:
     reason = fails(invoke(runner, "sync"))
