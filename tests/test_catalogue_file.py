@@ -17,15 +17,14 @@ from flask_retention.catalogue.entries import (
     DefaultEntry,
     MessageEntry,
 )
-from flask_retention.catalogue.png import encode_png
-from flask_retention.catalogue.validation import (
-    CatalogueError,
-    check_image,
+from flask_retention.catalogue.files import (
     dump_toml,
     load_catalogue_file,
     toml_string,
     write_catalogue_file,
 )
+from flask_retention.catalogue.png import encode_png
+from flask_retention.catalogue.validation import CatalogueError, check_image
 
 DESIGN_TOML = """\
 [[images]]

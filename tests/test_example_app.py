@@ -23,9 +23,10 @@ from flask import Flask
 
 from example_app import app as example
 from example_app import make_images, models
+from flask_retention.catalogue.files import load_catalogue_file
 from flask_retention.catalogue.png import read_png_info
 from flask_retention.catalogue.store import Catalogue
-from flask_retention.catalogue.validation import CatalogueError, load_catalogue_file
+from flask_retention.catalogue.validation import CatalogueError
 from flask_retention.testing import AppStoreSigner, serve
 
 from .support import state_of

@@ -35,6 +35,7 @@ from flask_retention.catalogue.entries import (
     ImageSize,
     MessageEntry,
 )
+from flask_retention.catalogue.files import load_catalogue_file, write_catalogue_file
 from flask_retention.catalogue.models import (
     APPLE_STATES,
     KINDS,
@@ -52,10 +53,8 @@ from flask_retention.catalogue.validation import (
     CatalogueError,
     check_document,
     check_image,
-    load_catalogue_file,
     validate_default,
     validate_message,
-    write_catalogue_file,
 )
 from flask_retention.core.apple import ENVIRONMENTS
 

@@ -13,15 +13,10 @@ the spec, section 4.6).
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
-import tempfile
-import tomllib
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
-from pathlib import Path
 from typing import Any, Final, cast
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -62,14 +57,10 @@ __all__ = [
     "MessageSchema",
     "check_document",
     "check_image",
-    "dump_toml",
-    "load_catalogue_file",
     "locale_problem",
     "locale_warning",
-    "toml_string",
     "validate_default",
     "validate_message",
-    "write_catalogue_file",
 ]
 
 HEADER_MAX_LENGTH: Final = 66
@@ -269,9 +260,7 @@ def _image_problems(
     return problems, kind, info
 
 
-def _image_entry(
-    data: bytes, size: object, name: str, source: str | None
-) -> ImageEntry | list[str]:
+def image_entry(data: bytes, size: object, name: str, source: str | None) -> ImageEntry | list[str]:
     """The checked image entry, or the problems of the PNG bytes."""
     problems, kind, info = _image_problems(data, size)
     if problems or kind is None or info is None:
@@ -289,7 +278,7 @@ def _image_entry(
 
 def _name_problem(name: object) -> str | None:
     if not isinstance(name, str):
-        return f"must be a string, not {_type_name(name)}"
+        return f"must be a string, not {type_name(name)}"
     if not name.strip():
         return "must not be empty"
     if name != name.strip():
@@ -323,7 +312,7 @@ def check_image(
     name_problem = _name_problem(name)
     if name_problem is not None:
         errors.append(f"{label}: name {name_problem}")
-    entry = _image_entry(data, size, name, source)
+    entry = image_entry(data, size, name, source)
     if isinstance(entry, list):
         errors.extend(f"{label}: {problem}" for problem in entry)
     if errors or isinstance(entry, list):
@@ -533,10 +522,10 @@ def _flatten(messages: Any, path: str = "") -> list[str]:
     return [f"{path}: {messages}" if path else str(messages)]
 
 
-def _load(kind: type[Schema], data: object, where: str) -> dict[str, Any]:
+def load_entry(kind: type[Schema], data: object, where: str) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise CatalogueError(
-            [f"{where}: must be a table (object) of fields, not {_type_name(data)}"]
+            [f"{where}: must be a table (object) of fields, not {type_name(data)}"]
         )
     try:
         return cast("dict[str, Any]", _schema(kind).load(dict(data)))
@@ -549,7 +538,7 @@ def _load(kind: type[Schema], data: object, where: str) -> dict[str, Any]:
         ) from None
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
     if value is None:
         return "null"
     return {
@@ -574,7 +563,7 @@ def validate_message(data: Mapping[str, Any], *, where: str = "message") -> Mess
     problem as ``{where}.{field}: ...``. Image names are checked by
     :func:`check_document`.
     """
-    loaded = _load(MessageSchema, data, where)
+    loaded = load_entry(MessageSchema, data, where)
     return MessageEntry(
         name=loaded["name"],
         header=loaded["header"],
@@ -596,7 +585,7 @@ def validate_default(data: Mapping[str, Any], *, where: str = "default") -> Defa
     well-formed code that is not in :data:`KNOWN_LOCALES` is accepted (see
     :func:`locale_warning`).
     """
-    loaded = _load(DefaultSchema, data, where)
+    loaded = load_entry(DefaultSchema, data, where)
     return DefaultEntry(
         product_id=loaded["product_id"], locale=loaded["locale"], message=loaded["message"]
     )
@@ -605,7 +594,7 @@ def validate_default(data: Mapping[str, Any], *, where: str = "default") -> Defa
 def locale_problem(locale: object) -> str | None:
     """Why ``locale`` is not a well-formed App Store locale short code, or ``None``."""
     if not isinstance(locale, str):
-        return f"must be a string, not {_type_name(locale)}"
+        return f"must be a string, not {type_name(locale)}"
     if not locale.strip():
         return "must not be empty; use an App Store locale short code such as en-US"
     if _LOCALE_RE.fullmatch(locale):
@@ -652,14 +641,14 @@ def locale_warning(locale: str) -> str | None:
 # --------------------------------------------------------------------------- documents
 
 
-def _label(kind: str, index: int, name: object) -> str:
+def entry_label(kind: str, index: int, name: object) -> str:
     if isinstance(name, str) and name:
         return f"{kind}[{index}] ({name if name.isprintable() else repr(name)})"
     return f"{kind}[{index}]"
 
 
 @dataclass
-class _Labeled:
+class Labeled:
     """Entries of a document with the label that names each in error messages."""
 
     images: list[tuple[str, ImageEntry]]
@@ -667,7 +656,7 @@ class _Labeled:
     defaults: list[tuple[str, DefaultEntry]]
 
 
-def _message_as_data(message: MessageEntry) -> dict[str, Any]:
+def message_as_data(message: MessageEntry) -> dict[str, Any]:
     data: dict[str, Any] = {"name": message.name, "header": message.header, "body": message.body}
     for key in ("image", "image_alt_text", "header_position"):
         value = getattr(message, key)
@@ -681,8 +670,8 @@ def _message_as_data(message: MessageEntry) -> dict[str, Any]:
     return data
 
 
-def _cross_check(
-    labeled: _Labeled,
+def cross_check(
+    labeled: Labeled,
     known_images: Mapping[str, ImageSize],
     known_messages: Collection[str],
     unchecked_images: Collection[str] = (),
@@ -781,7 +770,7 @@ def _reference(
     return []
 
 
-def _entry_problems(labeled: _Labeled) -> list[str]:
+def _entry_problems(labeled: Labeled) -> list[str]:
     """Re-check entries built in Python rather than by this module's functions."""
     errors: list[str] = []
     for label, image in labeled.images:
@@ -802,7 +791,7 @@ def _entry_problems(labeled: _Labeled) -> list[str]:
             errors.append(f"{label}: {image.width}x{image.height} px, but {_BULLET_RULE}")
     for label, message in labeled.messages:
         try:
-            validate_message(_message_as_data(message), where=label)
+            validate_message(message_as_data(message), where=label)
         except CatalogueError as exc:
             errors.extend(exc.errors)
     for label, default in labeled.defaults:
@@ -836,313 +825,14 @@ def check_document(
     within Apple's limits. Unknown locales become warnings. Raises
     :class:`CatalogueError` listing every problem.
     """
-    labeled = _Labeled(
-        images=[(_label("images", i, e.name), e) for i, e in enumerate(doc.images)],
-        messages=[(_label("messages", i, e.name), e) for i, e in enumerate(doc.messages)],
+    labeled = Labeled(
+        images=[(entry_label("images", i, e.name), e) for i, e in enumerate(doc.images)],
+        messages=[(entry_label("messages", i, e.name), e) for i, e in enumerate(doc.messages)],
         defaults=[(f"defaults[{i}]", e) for i, e in enumerate(doc.defaults)],
     )
     errors = _entry_problems(labeled)
-    cross_errors, warnings = _cross_check(labeled, known_images or {}, known_messages or ())
+    cross_errors, warnings = cross_check(labeled, known_images or {}, known_messages or ())
     errors.extend(cross_errors)
     if errors:
         raise CatalogueError(errors)
     return replace(doc, warnings=tuple(warnings))
-
-
-# --------------------------------------------------------------------------- files
-
-_SECTIONS: Final = ("images", "messages", "defaults")
-
-
-def load_catalogue_file(path: str | os.PathLike[str]) -> CatalogueDocument:
-    """Read a TOML or JSON catalogue file (by extension) and check all of it.
-
-    Both formats have the same shape: top-level ``images``, ``messages`` and
-    ``defaults`` arrays. Image ``file`` paths are relative to the catalogue
-    file's folder. Raises :class:`CatalogueError` listing every problem (syntax
-    errors with their line, unreadable images with the entry and path, every
-    rule broken); returns the checked document with its warnings otherwise.
-    """
-    file = Path(path)
-    source = os.fspath(path)
-    raw = _read_document(file, source)
-    errors: list[str] = []
-    for key in raw:
-        if key not in _SECTIONS:
-            errors.append(
-                f"{key}: unknown top-level key; a catalogue has only images, messages and defaults"
-            )
-    sections: dict[str, list[Any]] = {}
-    for key in _SECTIONS:
-        value = raw.get(key, [])
-        if not isinstance(value, list):
-            errors.append(
-                f"{key}: must be a list of tables ([[{key}]] in TOML, an array in JSON), "
-                f"not {_type_name(value)}"
-            )
-            value = []
-        sections[key] = value
-
-    failed_images: set[str] = set()
-    images: list[tuple[str, ImageEntry]] = []
-    for i, item in enumerate(sections["images"]):
-        name = item.get("name") if isinstance(item, Mapping) else None
-        label = _label("images", i, name)
-        image = _load_image(item, label, file.parent, errors)
-        if image is None:
-            if isinstance(name, str):
-                failed_images.add(name)
-        else:
-            images.append((label, image))
-
-    failed_messages: set[str] = set()
-    messages: list[tuple[str, MessageEntry]] = []
-    for i, item in enumerate(sections["messages"]):
-        name = item.get("name") if isinstance(item, Mapping) else None
-        label = _label("messages", i, name)
-        try:
-            messages.append((label, validate_message(item, where=label)))
-        except CatalogueError as exc:
-            errors.extend(exc.errors)
-            if isinstance(name, str):
-                failed_messages.add(name)
-
-    defaults: list[tuple[str, DefaultEntry]] = []
-    for i, item in enumerate(sections["defaults"]):
-        label = f"defaults[{i}]"
-        try:
-            defaults.append((label, validate_default(item, where=label)))
-        except CatalogueError as exc:
-            errors.extend(exc.errors)
-
-    labeled = _Labeled(images=images, messages=messages, defaults=defaults)
-    cross_errors, warnings = _cross_check(labeled, {}, (), failed_images, failed_messages)
-    errors.extend(cross_errors)
-    if errors:
-        raise CatalogueError(errors, source=source)
-    return CatalogueDocument(
-        images=tuple(entry for _, entry in images),
-        messages=tuple(entry for _, entry in messages),
-        defaults=tuple(entry for _, entry in defaults),
-        warnings=tuple(warnings),
-    )
-
-
-def _load_image(item: object, label: str, folder: Path, errors: list[str]) -> ImageEntry | None:
-    try:
-        loaded = _load(ImageFileSchema, item, label)
-    except CatalogueError as exc:
-        errors.extend(exc.errors)
-        return None
-    relative: str = loaded["file"]
-    image_path = folder / relative
-    try:
-        data = image_path.read_bytes()
-    except OSError as exc:
-        errors.append(f"{label}.file: cannot read {image_path}: {exc.strerror or exc}")
-        return None
-    entry = _image_entry(data, loaded.get("size"), loaded["name"], relative)
-    if isinstance(entry, list):
-        errors.extend(f"{label}.file: {relative}: {problem}" for problem in entry)
-        return None
-    return entry
-
-
-def _suffix(file: Path, source: str) -> str:
-    suffix = file.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        shown = repr(file.suffix) if file.suffix else "no extension"
-        raise CatalogueError(
-            f"unsupported catalogue file type ({shown}); use a .toml or .json file",
-            source=source,
-        )
-    return suffix
-
-
-def _read_document(file: Path, source: str) -> dict[str, Any]:
-    suffix = _suffix(file, source)
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise CatalogueError(
-            f"cannot read the catalogue file: {exc.strerror or exc}", source=source
-        ) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise CatalogueError(
-            f"not UTF-8 text (line {line}, byte {exc.start}); save the file as UTF-8",
-            source=source,
-        ) from None
-    if suffix == ".toml":
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise CatalogueError(f"not valid TOML: {exc}", source=source) from None
-    try:
-        document = json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
-    except json.JSONDecodeError as exc:
-        raise CatalogueError(
-            f"not valid JSON: {exc.msg} (at line {exc.lineno}, column {exc.colno})",
-            source=source,
-        ) from None
-    except _DuplicateKeyError as exc:
-        raise CatalogueError(f"not valid JSON: {exc}", source=source) from None
-    if not isinstance(document, dict):
-        raise CatalogueError(
-            "the JSON document must be an object with images, messages and defaults, "
-            f"not {_type_name(document)}",
-            source=source,
-        )
-    return document
-
-
-class _DuplicateKeyError(ValueError):
-    pass
-
-
-def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKeyError(f"the key {key!r} appears twice in one object")
-        result[key] = value
-    return result
-
-
-def write_catalogue_file(
-    doc: CatalogueDocument, path: str | os.PathLike[str], *, images_dir: str = "images"
-) -> None:
-    """Write ``doc`` as a TOML or JSON catalogue file (by extension), images beside it.
-
-    Each image is written to ``images_dir/<name>.png`` relative to the file
-    (names that are not safe file names get a safe one). The document is
-    checked first (an invalid one writes nothing), images are written before
-    the catalogue, and each file is replaced atomically, so a failure never
-    leaves a half-written file. :func:`load_catalogue_file` reads back an equal
-    document (each image's ``source`` becomes the path written).
-    """
-    file = Path(path)
-    source = os.fspath(path)
-    suffix = _suffix(file, source)
-    doc = check_document(doc)
-    folder = file.parent
-    image_files = _image_file_names(doc.images)
-    images_folder = folder / images_dir
-    images_folder.mkdir(parents=True, exist_ok=True)
-    prefix = Path(images_dir).as_posix().rstrip("/")
-    image_rows: list[dict[str, str]] = []
-    for image in doc.images:
-        filename = image_files[image.name]
-        _write_atomically(images_folder / filename, image.data)
-        image_rows.append({"name": image.name, "file": f"{prefix}/{filename}", "size": image.size})
-    data: dict[str, list[dict[str, Any]]] = {
-        "images": image_rows,
-        "messages": [_message_as_data(message) for message in doc.messages],
-        "defaults": [
-            {"product_id": d.product_id, "locale": d.locale, "message": d.message}
-            for d in doc.defaults
-        ],
-    }
-    if suffix == ".toml":
-        text = dump_toml(data)
-    else:
-        text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
-    _write_atomically(file, text.encode("utf-8"))
-
-
-_SAFE_FILE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
-
-def _image_file_names(images: Sequence[ImageEntry]) -> dict[str, str]:
-    """A distinct, portable ``.png`` file name for each image name.
-
-    Safe names are kept; others (slashes, spaces, non-ASCII, names differing
-    only in case on case-insensitive file systems) get a slug and a short hash.
-    """
-    names: dict[str, str] = {}
-    used: set[str] = set()
-    for image in images:
-        stem = image.name
-        if not _SAFE_FILE_NAME.fullmatch(stem) or stem.lower() in used:
-            slug = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")[:60] or "image"
-            digest = hashlib.sha256(stem.encode("utf-8")).hexdigest()[:10]
-            stem = f"{slug}-{digest}"
-        used.add(stem.lower())
-        names[image.name] = f"{stem}.png"
-    return names
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-# --------------------------------------------------------------------------- TOML
-
-
-def toml_string(value: str) -> str:
-    """``value`` as a TOML basic string, with every character that needs it escaped."""
-    out = ['"']
-    for char in value:
-        code = ord(char)
-        if char == '"':
-            out.append('\\"')
-        elif char == "\\":
-            out.append("\\\\")
-        elif char in _TOML_ESCAPES:
-            out.append(_TOML_ESCAPES[char])
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04X}")
-        else:
-            out.append(char)
-    out.append('"')
-    return "".join(out)
-
-
-_TOML_ESCAPES: Final = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-
-
-def _toml_value(value: object) -> str:
-    if isinstance(value, str):
-        return toml_string(value)
-    if isinstance(value, Mapping):
-        inner = ", ".join(f"{key} = {_toml_value(item)}" for key, item in value.items())
-        return f"{{ {inner} }}"
-    if isinstance(value, list | tuple):
-        if not value:
-            return "[]"
-        rows = "".join(f"  {_toml_value(item)},\n" for item in value)
-        return f"[\n{rows}]"
-    raise TypeError(f"the catalogue TOML writer handles strings, tables and lists, not {value!r}")
-
-
-def dump_toml(data: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
-    """A catalogue document as TOML: each top-level list as an array of tables.
-
-    Values are strings, lists, or inline tables of strings, which is all a
-    catalogue holds. Keys are written bare, so they must be bare-key names.
-    """
-    lines = ["# flask-retention catalogue: images, messages, and defaults per product and locale."]
-    for section, rows in data.items():
-        for row in rows:
-            lines.append("")
-            lines.append(f"[[{_bare_key(section)}]]")
-            lines.extend(f"{_bare_key(key)} = {_toml_value(value)}" for key, value in row.items())
-    return "\n".join(lines) + "\n"
-
-
-_BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _bare_key(key: str) -> str:
-    if not _BARE_KEY.fullmatch(key):
-        raise ValueError(f"{key!r} is not a bare TOML key")
-    return key
