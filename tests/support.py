@@ -7,6 +7,8 @@ LICENSE.txt), kept in the repository so the suite runs on any fresh clone.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,3 +28,24 @@ def vector(path: str) -> Path:
 def state_of(app: Flask) -> Any:
     """What the app's ``Retention`` keeps for it (settings, database, lookup, endpoint, ...)."""
     return app.extensions["retention"]._get_state(app)
+
+
+def in_forked_child(child: Callable[[], str]) -> str:
+    """What ``child()`` returns when run in a process forked from this one (as a
+    ``gunicorn --preload`` worker is); fails when it raises or the child dies."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read_end)
+            os.write(write_end, child().encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        said = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the forked child failed"
+    return said

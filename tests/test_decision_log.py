@@ -35,7 +35,7 @@ from flask_retention.realtime.decisions import Decision
 from flask_retention.testing import AppStoreSigner
 
 from .catalogue_support import migrated_engine, retention_app
-from .support import state_of
+from .support import in_forked_child, state_of
 from .tcp_proxy import TCPProxy
 
 URL = "/retention/realtime"
@@ -364,20 +364,13 @@ def test_a_forked_worker_writes_only_its_own_decisions(
         snapshot = state_of(app).lookup
         assert isinstance(snapshot, CatalogueSnapshot)
         snapshot.close()
-        pid = os.fork()
-        if pid == 0:  # the worker: its own writer thread, its own queue
-            code = 1
-            try:
-                ok = ask(client, signer, original_transaction_id="child") == 200
-                writer.close()
-                (tmp_path / "child.txt").write_text(f"{ok} {writer.stats()}")
-                code = 0 if ok and writer.stats()["written"] == 1 else 1
-            except BaseException as e:
-                (tmp_path / "child.txt").write_text(repr(e))
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, (tmp_path / "child.txt").read_text()
+
+        def child() -> str:  # the worker: its own writer thread, its own queue
+            ok = ask(client, signer, original_transaction_id="child") == 200
+            writer.close()
+            return f"{ok} {writer.stats()['written']}"
+
+        assert in_forked_child(child) == "True 1"
         retention.close(app)
         written = sorted(
             r.original_transaction_id for r in rows(app.extensions["retention"].get_engine(app))

@@ -6,13 +6,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import flask
 import pytest
 from flask import Flask
 
 from flask_retention.realtime.runner import Outcome, PoolStats, SelectorPool
+
+from .support import in_forked_child
 
 GENEROUS = 10.0  # seconds; only reached when a test is broken
 SHORT = 0.05
@@ -204,22 +205,14 @@ def test_the_pool_grows_to_its_maximum_for_concurrent_calls(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-def test_a_forked_child_starts_workers_of_its_own(
-    pools: Callable[..., SelectorPool], tmp_path: Path
-) -> None:
+def test_a_forked_child_starts_workers_of_its_own(pools: Callable[..., SelectorPool]) -> None:
     pool = pools(size=2)
     assert pool.run(lambda _: "parent", None).value == "parent"
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            before = pool.stats().started  # the parent's threads do not exist here
-            value = pool.run(lambda _: "child", None).value
-            (tmp_path / "child.txt").write_text(f"{before} {value} {pool.stats().started}")
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert (tmp_path / "child.txt").read_text() == "0 child 1"
+
+    def child() -> str:
+        before = pool.stats().started  # the parent's threads do not exist here
+        value = pool.run(lambda _: "child", None).value
+        return f"{before} {value} {pool.stats().started}"
+
+    assert in_forked_child(child) == "0 child 1"
     assert pool.stats().started == 1

@@ -17,7 +17,7 @@ from flask_retention.catalogue.snapshot import CatalogueSnapshot
 from flask_retention.catalogue.store import Catalogue
 
 from .catalogue_support import bullet_png, full_png, migrated_engine, retention_app
-from .support import state_of
+from .support import in_forked_child, state_of
 from .tcp_proxy import TCPProxy
 
 SANDBOX, PRODUCTION = "Sandbox", "Production"
@@ -242,22 +242,16 @@ def test_a_forked_child_starts_its_own_refresh_thread(
     snap = CatalogueSnapshot(lambda: engine, interval=0.05)
     try:
         assert snap.ready(30)
-        pid = os.fork()
-        if pid == 0:  # the child: the parent's thread does not exist here
-            code = 1
-            try:
-                engine.dispose(close=False)  # the parent's connections are the parent's
-                inherited = refresh_threads()
-                Catalogue(engine).add_message("child", "Stay", "Body")
-                ready = snap.ready(30)
-                wait_for(lambda: snap.lookup("child", SANDBOX) is not None, "the child's refresh")
-                (tmp_path / "child.txt").write_text(f"{inherited} {ready} {len(refresh_threads())}")
-                code = 0
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        assert (tmp_path / "child.txt").read_text() == "[] True 1"
+
+        def child() -> str:  # the parent's thread does not exist here
+            engine.dispose(close=False)  # the parent's connections are the parent's
+            inherited = refresh_threads()
+            Catalogue(engine).add_message("child", "Stay", "Body")
+            ready = snap.ready(30)
+            wait_for(lambda: snap.lookup("child", SANDBOX) is not None, "the child's refresh")
+            return f"{inherited} {ready} {len(refresh_threads())}"
+
+        assert in_forked_child(child) == "[] True 1"
     finally:
         snap.close()
 
@@ -452,19 +446,12 @@ def test_a_forked_worker_drops_the_parents_pooled_connections(
         with database.engine.connect() as connection:  # the parent's pool holds a connection
             connection.execute(sa.text("SELECT 1"))
         parent_pool = database.engine.pool
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                engine = database.engine
-                with engine.connect() as connection:
-                    connection.execute(sa.text("SELECT 1"))
-                same = engine.engine.pool is parent_pool
-                (tmp_path / "child.txt").write_text(f"{same} {database.engine.pool is engine.pool}")
-                code = 0
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        assert (tmp_path / "child.txt").read_text() == "False True"
+
+        def child() -> str:
+            engine = database.engine
+            with engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+            return f"{engine.pool is parent_pool} {database.engine.pool is engine.pool}"
+
+        assert in_forked_child(child) == "False True"
         assert database.engine.pool is parent_pool  # the parent keeps its own
