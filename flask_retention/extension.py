@@ -13,6 +13,7 @@ from flask import Flask, current_app, has_app_context
 
 from flask_retention.catalogue.snapshot import CatalogueSnapshot
 from flask_retention.catalogue.store import Catalogue
+from flask_retention.cli import retention_cli
 from flask_retention.core.config import DEFAULT_TUNING, DEFAULTS, Settings, Tuning, read_settings
 from flask_retention.core.database import Database, HasEngine
 from flask_retention.core.errors import first_line
@@ -150,8 +151,6 @@ class Retention:
         self._states[app] = state
         app.extensions[EXTENSION_KEY] = self
         if self.cli_group is not None:
-            from flask_retention.cli import retention_cli
-
             app.cli.add_command(retention_cli, name=self.cli_group)
 
     def _get_state(self, app: Flask | None = None) -> _State:
