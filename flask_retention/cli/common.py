@@ -8,6 +8,7 @@ The group's callback puts the app's :class:`~flask_retention.Retention` in
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,6 +83,50 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for row in cells:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+class Progress:
+    """A progress bar on stderr while stderr is a terminal, and no output at all otherwise
+    (a pipe or a CI log gets the result, not a bar's labels).
+
+    The bar starts on the first :meth:`show`, so a command that fails before
+    any progress prints only why. Use it as a context manager.
+    """
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total = max(total, 1)
+        self.label = label
+        self._bar: Any = None
+        self._enabled = sys.stderr.isatty()
+
+    def show(self, done: int, total: int | None = None, label: str | None = None) -> None:
+        """Move the bar to ``done`` of ``total`` (kept when ``None``), with a new ``label``."""
+        if total is not None:
+            self.total = max(total, 1)
+        if label is not None:
+            self.label = label
+        if not self._enabled:
+            return
+        if self._bar is None:
+            self._bar = click.progressbar(
+                length=self.total, label=self.label, file=sys.stderr, show_pos=True
+            )
+            self._bar.__enter__()
+        self._bar.length = self.total
+        self._bar.label = self.label
+        self._bar.update(max(0, done - self._bar.pos))
+
+    def close(self) -> None:
+        """End the bar (its line stays on the terminal)."""
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def echo_json(data: Any) -> None:

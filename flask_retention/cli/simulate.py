@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from typing import Any
@@ -17,7 +16,7 @@ from flask_retention.appstore.simulate import (
     format_result,
     simulate_app,
 )
-from flask_retention.cli.common import retention_cli
+from flask_retention.cli.common import Progress, retention_cli
 from flask_retention.core.errors import RetentionError
 from flask_retention.realtime.devca import DEV_CA_FILES, create_dev_ca, dev_ca_folder
 
@@ -120,24 +119,13 @@ def simulate_command(
     }
     if original_transaction_ids:
         options["original_transaction_ids"] = list(original_transaction_ids)
-    with contextlib.ExitStack() as stack:
-        bars: list[Any] = []
-
-        def progress(done: int) -> None:
-            # Started on the first report, so that a run that cannot start prints only why.
-            if not bars:
-                bars.append(
-                    stack.enter_context(
-                        click.progressbar(
-                            length=requests, label="Sending", file=sys.stderr, show_pos=True
-                        )
-                    )
-                )
-            bars[0].update(done - bars[0].pos)
-
+    with Progress(requests, "Sending") as bar:
         try:
             result = simulate_app(
-                current_app, url=url, progress=None if as_json else progress, **options
+                current_app,
+                url=url,
+                progress=None if as_json else bar.show,
+                **options,
             )
         except RetentionError as e:
             raise click.ClickException(str(e)) from None

@@ -6,13 +6,13 @@ and :mod:`flask_retention.appstore.checks`.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 from flask import current_app
 
 from flask_retention.cli.common import (
+    Progress,
     confirm,
     current_retention,
     current_state,
@@ -112,23 +112,16 @@ def sync_command(
                     f"Apply {len(plan.steps)} change(s) to Apple's {env} ({deletes} deletion(s))?",
                     yes,
                 )
-            bar = None
-            if plan.steps and not as_json:
-                bar = click.progressbar(
-                    length=len(plan.steps),
-                    label=f"Syncing {env}",
-                    file=sys.stderr,
-                )
-                bar.__enter__()
+            with Progress(len(plan.steps), f"Syncing {env}") as bar:
 
-            def progress(p: SyncProgress) -> None:
-                if bar is None:
-                    return
-                bar.length = max(p.total, 1)
-                bar.label = f"Syncing {env} (about {wait_estimate(p.eta)} left)"
-                bar.update(p.done - bar.pos)
+                def progress(p: SyncProgress) -> None:
+                    if plan.steps and not as_json:
+                        bar.show(
+                            p.done,
+                            p.total,
+                            f"Syncing {env} (about {wait_estimate(p.eta)} left)",
+                        )
 
-            try:
                 result = run_sync(
                     catalogue,
                     client,
@@ -137,9 +130,6 @@ def sync_command(
                     progress=progress,
                     plan=plan,
                 )
-            finally:
-                if bar is not None:
-                    bar.__exit__(None, None, None)
     if as_json:
         echo_json(result.to_json())
         return
@@ -362,15 +352,11 @@ def perf_test_command(
                         f"{started.request_id}`."
                     )
                     return
-                with click.progressbar(
-                    length=c.total_requests,
-                    label="Performance test",
-                    file=sys.stderr,
-                ) as bar:
+                with Progress(c.total_requests, "Performance test") as bar:
 
                     def on_poll(r: Any) -> None:
                         pending = r.num_pending if r.num_pending is not None else c.total_requests
-                        bar.update(max(0, c.total_requests - pending) - bar.pos)
+                        bar.show(max(0, c.total_requests - pending))
 
                     result = follow_performance_test(
                         engine, client, started.request_id, interval=interval, on_poll=on_poll
