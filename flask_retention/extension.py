@@ -88,7 +88,8 @@ class Retention:
 
     ``db`` (a Flask-SQLAlchemy instance) or ``engine`` (a SQLAlchemy engine)
     choose where the catalogue lives; otherwise ``RETENTION_DATABASE_URI``, or
-    a SQLite file in the app's instance folder.
+    a SQLite file in the app's instance folder. With an app factory, give them
+    to :meth:`init_app` instead, per app.
     """
 
     def __init__(
@@ -113,15 +114,33 @@ class Retention:
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask) -> None:
-        """Validate the ``RETENTION_*`` config of ``app`` and attach the extension to it."""
+    def init_app(
+        self, app: Flask, *, db: HasEngine | None = None, engine: sa.Engine | None = None
+    ) -> None:
+        """Validate the ``RETENTION_*`` config of ``app`` and attach the extension to it.
+
+        ``db`` (a Flask-SQLAlchemy or -Lite instance) or ``engine`` (a SQLAlchemy
+        engine) choose this app's catalogue database, in place of those given to
+        the constructor; with both, ``engine`` wins, as in the constructor. As in an
+        app factory::
+
+            retention = Retention()
+
+            def create_app():
+                app = Flask(__name__)
+                db.init_app(app)
+                retention.init_app(app, db=db)
+                return app
+        """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("flask-retention is already initialised on this app.")
+        if db is None and engine is None:
+            db, engine = self._db, self._engine
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
         settings = read_settings(app.config)
         check_settings(settings)  # before anything is attached to the app
-        database = Database(app, db=self._db, engine=self._engine, uri=settings.database_uri)
+        database = Database(app, db=db, engine=engine, uri=settings.database_uri)
         state = _State(
             settings=settings,
             database=database,

@@ -602,10 +602,10 @@ def test_purge_command(database_url: str, app: Flask) -> None:
 
         result = runner.invoke(args=["retention", "purge", "--older-than", "42d", "--yes"])
         assert result.exit_code == 0, result.output
-        assert "Deleted 1 decisions" in result.output
+        assert "Deleted 1 decision" in result.output
         result = runner.invoke(args=["retention", "purge"], input="y\n")
         assert result.exit_code == 0, result.output
-        assert "Deleted 1 decisions" in result.output
+        assert "Deleted 1 decision" in result.output
         assert [r.original_transaction_id for r in rows(engine)] == ["5"]
 
         result = runner.invoke(args=["retention", "purge", "--yes"])

@@ -25,6 +25,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -145,9 +146,9 @@ def test_samples_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     made: list[Retention] = []
     init_app = Retention.init_app
 
-    def recording_init_app(self: Retention, app: Flask) -> None:
+    def recording_init_app(self: Retention, app: Flask, **database: Any) -> None:
         made.append(self)
-        init_app(self, app)
+        init_app(self, app, **database)
 
     monkeypatch.setattr(Retention, "init_app", recording_init_app)
     saved_environ = dict(os.environ)

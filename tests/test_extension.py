@@ -1,11 +1,16 @@
-"""The extension object: init_app, per-app state, selectors, command group."""
+"""The extension object: init_app, per-app state and database, selectors, command group."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import sqlalchemy as sa
 from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
 
 from flask_retention import Message, RealtimeRequest, Retention
+from flask_retention.core.database import create_engine
 
 from .support import state_of
 
@@ -140,3 +145,118 @@ def test_command_group_can_be_turned_off(app: Flask) -> None:
     Retention(app, cli_group=None)
     result = app.test_cli_runner().invoke(args=["retention", "--help"])
     assert result.exit_code != 0
+
+
+# -- the database, per app, in init_app ------------------------------------------------------
+
+
+def catalogue_tables(engine: sa.Engine) -> set[str]:
+    return {t for t in sa.inspect(engine).get_table_names() if t.startswith("retention_")}
+
+
+def test_init_app_takes_a_flask_sqlalchemy_db(app: Flask, database_url: str) -> None:
+    db = SQLAlchemy()
+    app.config["SQLALCHEMY_DATABASE_URI"] = database_url
+    db.init_app(app)
+    retention = Retention()
+    retention.init_app(app, db=db)
+    try:
+        result = app.test_cli_runner().invoke(args=["retention", "init-db"])
+        assert result.exit_code == 0, result.output
+        with app.app_context():
+            assert retention.get_engine(app) is db.engine
+            assert "retention_messages" in catalogue_tables(db.engine)
+            retention.catalogue.add_message("winback", "Before you go", "Stay a while.")
+            stored = db.session.execute(sa.text("SELECT name FROM retention_messages"))
+            assert stored.scalars().all() == ["winback"]
+    finally:
+        retention.close(app)
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_init_app_takes_an_engine(app: Flask, database_url: str) -> None:
+    engine = create_engine(database_url)
+    retention = Retention()
+    retention.init_app(app, engine=engine)
+    try:
+        assert retention.get_engine(app) is engine
+        assert app.test_cli_runner().invoke(args=["retention", "init-db"]).exit_code == 0
+        assert "retention_messages" in catalogue_tables(engine)
+    finally:
+        retention.close(app)
+        engine.dispose()
+
+
+def test_init_app_choice_overrides_the_constructors_for_that_app_only(
+    app: Flask, database_url: str, tmp_path: Path
+) -> None:
+    shared = create_engine(f"sqlite:///{tmp_path / 'shared.db'}")
+    own = create_engine(database_url)
+    retention = Retention(engine=shared)
+    other = Flask("other", instance_path=str(tmp_path / "other"))
+    retention.init_app(app, engine=own)
+    retention.init_app(other)
+    try:
+        assert retention.get_engine(app) is own
+        assert retention.get_engine(other) is shared
+    finally:
+        retention.close()
+        shared.dispose()
+        own.dispose()
+
+
+def test_init_app_db_overrides_a_constructor_engine(app: Flask, database_url: str) -> None:
+    engine = create_engine(database_url)
+    db = SQLAlchemy()
+    app.config["SQLALCHEMY_DATABASE_URI"] = database_url
+    db.init_app(app)
+    retention = Retention(engine=engine)
+    retention.init_app(app, db=db)
+    try:
+        with app.app_context():
+            assert retention.get_engine(app) is db.engine
+            assert db.engine is not engine
+    finally:
+        retention.close(app)
+        engine.dispose()
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_init_app_with_db_and_engine_uses_the_engine_as_the_constructor_does(
+    app: Flask, tmp_path: Path
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    retention = Retention()
+    retention.init_app(app, db=SQLAlchemy(), engine=engine)
+    try:
+        assert retention.get_engine(app) is engine
+    finally:
+        retention.close(app)
+        engine.dispose()
+
+
+def test_an_app_factory_gives_each_app_its_own_db(database_url: str, tmp_path: Path) -> None:
+    db = SQLAlchemy()
+    retention = Retention()
+
+    def create_app(name: str) -> Flask:
+        app = Flask(name, instance_path=str(tmp_path / name))
+        app.config["SQLALCHEMY_DATABASE_URI"] = database_url
+        db.init_app(app)
+        retention.init_app(app, db=db)
+        return app
+
+    first, second = create_app("first"), create_app("second")
+    try:
+        with first.app_context():
+            assert retention.get_engine(first) is db.engine
+        with second.app_context():
+            assert retention.get_engine(second) is db.engine
+        assert retention.get_engine(first) is not retention.get_engine(second)
+    finally:
+        retention.close()
+        for app in (first, second):
+            with app.app_context():
+                db.engine.dispose()

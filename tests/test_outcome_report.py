@@ -263,7 +263,7 @@ def test_purge_deletes_old_notifications_too(
         args=["retention", "purge", "--older-than", "30d", "--yes"]
     )
     assert result.exit_code == 0, result.output
-    assert "Deleted 1 decisions" in result.output
-    assert "Deleted 1 notifications" in result.output
+    assert "Deleted 1 decision" in result.output
+    assert "Deleted 1 notification" in result.output
     with state_of(app).database.session() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Notification)) == 1

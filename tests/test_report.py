@@ -377,6 +377,48 @@ def test_html_escapes_what_it_shows(database_url: str) -> None:
     assert "&lt;b&gt;&amp;evil" in page
 
 
+def test_replays_and_replayed_rejections_cannot_be_confused(engine: sa.Engine) -> None:
+    report = build_report(engine, SINCE, now=NOW)
+    text = render_text(report)
+    assert re.search(r"^  answered again \(replay across processes\) +1$", text, re.MULTILINE)
+    assert re.search(r"^  replayed: refused, already answered \(403\) +1$", text, re.MULTILINE)
+    assert not re.search(r"^  replays? ", text, re.MULTILINE)  # never a bare "replays" row
+    page = render_html(report)
+    assert "<b>1</b>answered again (replay across processes)</div>" in page
+    assert "<td>replayed: refused, already answered (403)</td>" in page
+    assert ">replays<" not in page
+    # The JSON keeps DESIGN.md's keys.
+    data = json.loads(render_json(report))
+    assert data["totals"]["replays"] == 1
+    assert data["rejections"]["replayed"] == 1
+
+
+def test_html_day_bars_count_in_the_singular_and_plural(database_url: str) -> None:
+    engine = migrated_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(DECISIONS),
+            [
+                row(DAY1, 3.0, fallback_reason="no_choice"),
+                row(DAY2, 3.0, fallback_reason="no_choice"),
+                row(DAY2, 4.0, fallback_reason="timeout"),
+            ],
+        )
+    page = render_html(build_report(engine, SINCE, now=NOW))
+    engine.dispose()
+    assert "<title>2026-11-20: 1 fallback</title>" in page
+    assert "<title>2026-11-21: 2 fallbacks</title>" in page
+    assert "<title>2026-11-21: 0 answered by the selector</title>" in page
+
+
+def test_the_outcome_notification_count_is_singular_for_one(engine: sa.Engine) -> None:
+    report = build_report(engine, SINCE, now=NOW)
+    report["outcomes"]["events"] = 1
+    assert "(save rate over closed decisions; 1 outcome notification)" in render_text(report)
+    report["outcomes"]["events"] = 2
+    assert "(save rate over closed decisions; 2 outcome notifications)" in render_text(report)
+
+
 # -- the command ----------------------------------------------------------------------------
 
 
@@ -444,3 +486,26 @@ def test_report_command_without_tables_says_to_run_init_db(app: Flask) -> None:
     assert result.exit_code == 1
     assert "flask retention init-db" in result.output
     assert "Traceback" not in result.output
+
+
+def test_purge_counts_in_the_singular_and_plural(app: Flask, database_url: str) -> None:
+    engine = migrated_engine(database_url)
+    old = datetime.now(UTC) - timedelta(days=40)
+    with engine.begin() as connection:
+        connection.execute(sa.insert(DECISIONS), [row(old, 1.0)])
+    app.config["RETENTION_DATABASE_URI"] = database_url
+    retention = Retention(app)
+    runner = app.test_cli_runner()
+    try:
+        asked = runner.invoke(args=["retention", "purge", "--older-than", "30d"], input="n\n")
+        assert "Delete 1 decision recorded before" in asked.output
+        result = runner.invoke(args=["retention", "purge", "--older-than", "30d", "--yes"])
+        assert result.exit_code == 0, result.output
+        assert "Deleted 1 decision recorded before" in result.output
+        with engine.begin() as connection:
+            connection.execute(sa.insert(DECISIONS), [row(old, 1.0), row(old, 2.0)])
+        result = runner.invoke(args=["retention", "purge", "--older-than", "30d", "--yes"])
+        assert "Deleted 2 decisions recorded before" in result.output
+    finally:
+        retention.close(app)
+        engine.dispose()

@@ -11,6 +11,7 @@ import re
 import tempfile
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,11 +37,64 @@ from flask_retention.catalogue.validation import (
     validate_message,
 )
 
-__all__ = ["dump_toml", "load_catalogue_file", "toml_string", "write_catalogue_file"]
+__all__ = [
+    "FileCheck",
+    "check_catalogue_file",
+    "dump_toml",
+    "load_catalogue_file",
+    "toml_string",
+    "write_catalogue_file",
+]
 
 # --------------------------------------------------------------------------- files
 
 _SECTIONS: Final = ("images", "messages", "defaults")
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """What :func:`check_catalogue_file` found in one catalogue file.
+
+    ``problems`` lists every problem, each naming the entry and the field
+    (empty when the file can be imported); ``warnings`` are worth reading but
+    do not stop an import. ``images``, ``messages`` and ``defaults`` count the
+    entries the file lists, or are ``None`` when it could not be read or parsed.
+    """
+
+    path: str
+    problems: tuple[str, ...]
+    warnings: tuple[str, ...]
+    images: int | None
+    messages: int | None
+    defaults: int | None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the file has no problems."""
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        """The check as JSON-ready data (``ok`` included)."""
+        return {
+            "file": self.path,
+            "ok": self.ok,
+            "problems": list(self.problems),
+            "warnings": list(self.warnings),
+            "images": self.images,
+            "messages": self.messages,
+            "defaults": self.defaults,
+        }
+
+
+def check_catalogue_file(path: str | os.PathLike[str]) -> FileCheck:
+    """Every problem of a TOML or JSON catalogue file, found by the checks that
+    :func:`load_catalogue_file` (and so ``flask retention import``) makes.
+
+    Reads the file and its images, writes nothing, and needs no database: the
+    file is checked as a whole catalogue. (An import without ``--prune`` also
+    counts the database's other entries against Apple's limits.)
+    """
+    return _check_file(path)[1]
 
 
 def load_catalogue_file(path: str | os.PathLike[str]) -> CatalogueDocument:
@@ -52,9 +106,20 @@ def load_catalogue_file(path: str | os.PathLike[str]) -> CatalogueDocument:
     errors with their line, unreadable images with the entry and path, every
     rule broken); returns the checked document with its warnings otherwise.
     """
+    document, check = _check_file(path)
+    if document is None:
+        raise CatalogueError(check.problems, source=check.path)
+    return document
+
+
+def _check_file(path: str | os.PathLike[str]) -> tuple[CatalogueDocument | None, FileCheck]:
+    """The checked document (``None`` when there are problems) and what was found."""
     file = Path(path)
     source = os.fspath(path)
-    raw = _read_document(file, source)
+    try:
+        raw = _read_document(file, source)
+    except CatalogueError as exc:
+        return None, FileCheck(source, tuple(exc.errors), (), None, None, None)
     errors: list[str] = []
     for key in raw:
         if key not in _SECTIONS:
@@ -107,14 +172,23 @@ def load_catalogue_file(path: str | os.PathLike[str]) -> CatalogueDocument:
     labeled = Labeled(images=images, messages=messages, defaults=defaults)
     cross_errors, warnings = cross_check(labeled, {}, (), failed_images, failed_messages)
     errors.extend(cross_errors)
+    check = FileCheck(
+        source,
+        tuple(errors),
+        tuple(warnings),
+        len(sections["images"]),
+        len(sections["messages"]),
+        len(sections["defaults"]),
+    )
     if errors:
-        raise CatalogueError(errors, source=source)
-    return CatalogueDocument(
+        return None, check
+    document = CatalogueDocument(
         images=tuple(entry for _, entry in images),
         messages=tuple(entry for _, entry in messages),
         defaults=tuple(entry for _, entry in defaults),
         warnings=tuple(warnings),
     )
+    return document, check
 
 
 def _load_image(item: object, label: str, folder: Path, errors: list[str]) -> ImageEntry | None:

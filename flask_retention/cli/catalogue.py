@@ -18,6 +18,8 @@ from flask_retention.cli.common import (
     current_state,
     echo_json,
     failures,
+    one_line,
+    plural,
     retention_cli,
     table,
     yes_option,
@@ -40,8 +42,8 @@ def init_db_command() -> None:
     """Create or upgrade the catalogue tables; safe to repeat."""
     from flask_retention.catalogue.schema import current_revision, upgrade
 
-    engine = current_retention().get_engine()
     with failures():
+        engine = current_retention().get_engine()
         upgrade(engine)
         click.echo(f"Catalogue tables are up to date (revision {current_revision(engine)}).")
 
@@ -56,6 +58,45 @@ def import_command(file: Path, prune: bool) -> None:
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     click.echo(f"Imported {file}: {result.summary()}.")
+
+
+@retention_cli.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the result as one JSON object, for pipelines."
+)
+def validate_command(file: Path, as_json: bool) -> None:
+    """Check a catalogue file as `import` does and list every problem; nothing is written.
+
+    Each problem is one line naming the entry and the field; the exit status
+    is 1 when there is any. The file is checked alone, as a whole catalogue:
+    the database is never opened, so this runs before `init-db`, in CI.
+    """
+    from flask_retention.catalogue.files import check_catalogue_file
+
+    check = check_catalogue_file(file)
+    if as_json:
+        echo_json(check.to_json())
+        if not check.ok:
+            click.get_current_context().exit(1)
+        return
+    for warning in check.warnings:
+        click.echo(f"Warning: {file}: {one_line(warning)}", err=True)
+    if not check.ok:
+        for problem in check.problems:
+            click.echo(f"{file}: {one_line(problem)}")
+        raise click.ClickException(
+            f"{file}: {plural(len(check.problems), 'problem')}, listed above."
+        )
+    counts = ", ".join(
+        plural(n or 0, noun)
+        for n, noun in (
+            (check.images, "image"),
+            (check.messages, "message"),
+            (check.defaults, "default"),
+        )
+    )
+    click.echo(f"{file}: {counts}; no problems.")
 
 
 @retention_cli.command("export")

@@ -52,6 +52,11 @@ def one_line(text: str) -> str:
     return "; ".join(line.strip(" -") for line in str(text).splitlines() if line.strip())
 
 
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, with an ``s`` unless ``count`` is 1: "1 image", "2 images"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 @contextmanager
 def failures(file: Path | None = None) -> Iterator[None]:
     """Expected failures (bad input, missing config, Apple errors, the database, files) as

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import click
 
-from flask_retention.cli.common import current_retention, current_state, failures, retention_cli
+from flask_retention.cli.common import (
+    current_retention,
+    current_state,
+    failures,
+    plural,
+    retention_cli,
+)
 from flask_retention.core.apple import ENVIRONMENTS
 
 
@@ -98,9 +104,9 @@ def purge_command(older_than: str | None, yes: bool) -> None:
             if not count:
                 click.echo(f"No decisions recorded before {when}.")
                 return
-            click.confirm(f"Delete {count} decisions recorded before {when}?", abort=True)
+            click.confirm(f"Delete {plural(count, 'decision')} recorded before {when}?", abort=True)
         deleted = purge_decisions(state.engine, cutoff)
         notifications = purge_notifications(state.engine, cutoff)
-    click.echo(f"Deleted {deleted} decisions recorded before {when}.")
+    click.echo(f"Deleted {plural(deleted, 'decision')} recorded before {when}.")
     if notifications:
-        click.echo(f"Deleted {notifications} notifications signed before {when}.")
+        click.echo(f"Deleted {plural(notifications, 'notification')} signed before {when}.")

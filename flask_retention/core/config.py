@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy.engine import URL
 
 from flask_retention.core.apple import ENVIRONMENTS
 from flask_retention.core.errors import ConfigurationError
@@ -43,6 +46,51 @@ DEFAULTS: Final[Mapping[str, Any]] = {
 
 APPLE_ROOT_CA_G3: Final = "AppleRootCA-G3.pem"
 
+#: The largest ``appAppleId`` Apple sends (an int64).
+APP_APPLE_ID_MAX: Final = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Source:
+    """A value copied from App Store Connect: what it is and where App Store Connect shows
+    it, for error messages; ``str()`` gives both."""
+
+    what: str
+    where: str
+
+    def __str__(self) -> str:
+        return f"{self.what} ({self.where})"
+
+
+_IAP_KEYS: Final = "App Store Connect > Users and Access > Integrations > In-App Purchase"
+
+#: Where each value copied from App Store Connect is found, for error messages.
+SOURCES: Final[Mapping[str, Source]] = {
+    "RETENTION_APP_APPLE_ID": Source(
+        "your app's Apple ID", "App Store Connect > your app > App Information > Apple ID"
+    ),
+    "RETENTION_BUNDLE_ID": Source(
+        "your app's bundle ID", "App Store Connect > your app > App Information > Bundle ID"
+    ),
+    "RETENTION_ISSUER_ID": Source(
+        "the Issuer ID of your In-App Purchase keys", f"{_IAP_KEYS}, above the list of keys"
+    ),
+    "RETENTION_KEY_ID": Source(
+        "the Key ID of your In-App Purchase key", f"{_IAP_KEYS}, beside the key"
+    ),
+    "RETENTION_PRIVATE_KEY": Source(
+        "the .p8 file of your In-App Purchase key",
+        f"downloaded once, when the key was made, from {_IAP_KEYS}; set RETENTION_PRIVATE_KEY "
+        "to its text or RETENTION_PRIVATE_KEY_PATH to its path",
+    ),
+}
+
+
+def _shown(value: object) -> str:
+    """``repr(value)`` on one line, cut short: enough to recognise a wrong value."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:36]}...{text[-1]}"
+
 
 def bundled_root_pem() -> bytes:
     """The PEM bytes of Apple Root CA - G3 shipped inside the package."""
@@ -73,7 +121,10 @@ def load_certificate(value: bytes | str | os.PathLike[str], *, key: str) -> x509
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
     except ValueError:
-        raise ConfigurationError(f"{key}: {where} is not a PEM or DER X.509 certificate.") from None
+        raise ConfigurationError(
+            f"{key}: {where} is not a PEM or DER X.509 certificate; leave {key} unset for "
+            "Apple's root (Apple Root CA - G3), or give CA certificates as PEM or DER."
+        ) from None
 
 
 def load_root_certificates(
@@ -105,10 +156,9 @@ def load_root_certificates(
     return tuple(roots)
 
 
-def load_private_key(
-    pem: str | bytes | None, path: str | os.PathLike[str] | None
-) -> ec.EllipticCurvePrivateKey | None:
-    """The In-App Purchase key from ``RETENTION_PRIVATE_KEY`` or ``..._PATH``.
+def load_private_key(pem: Any, path: Any) -> ec.EllipticCurvePrivateKey | None:
+    """The In-App Purchase key from ``RETENTION_PRIVATE_KEY`` (PEM text) or
+    ``RETENTION_PRIVATE_KEY_PATH`` (a path to the ``.p8`` file).
 
     Error messages never include the key's content.
     """
@@ -117,16 +167,28 @@ def load_private_key(
             "Set only one of RETENTION_PRIVATE_KEY (the .p8 content) and "
             "RETENTION_PRIVATE_KEY_PATH (a path to it)."
         )
+    where = SOURCES["RETENTION_PRIVATE_KEY"]
     if path is not None:
+        if not isinstance(path, str | os.PathLike):
+            raise ConfigurationError(
+                f"RETENTION_PRIVATE_KEY_PATH must be the path (str or os.PathLike) of {where}, "
+                f"not {type(path).__name__}."
+            )
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as e:
             raise ConfigurationError(
-                f"RETENTION_PRIVATE_KEY_PATH: cannot read {os.fspath(path)!r} ({e.strerror})."
+                f"RETENTION_PRIVATE_KEY_PATH: cannot read {os.fspath(path)!r} ({e.strerror}); "
+                f"give the path of {where.what} ({_IAP_KEYS})."
             ) from None
         key_name = "RETENTION_PRIVATE_KEY_PATH"
     elif pem is not None:
+        if not isinstance(pem, str | bytes):
+            raise ConfigurationError(
+                f"RETENTION_PRIVATE_KEY must be the text (str or bytes) of {where}, "
+                f"not {type(pem).__name__}."
+            )
         data = pem.encode() if isinstance(pem, str) else pem
         key_name = "RETENTION_PRIVATE_KEY"
     else:
@@ -135,13 +197,13 @@ def load_private_key(
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
         raise ConfigurationError(
-            f"{key_name}: not a readable unencrypted PEM private key; use the .p8 file "
-            "downloaded from App Store Connect (In-App Purchase key)."
+            f"{key_name}: not a readable unencrypted PEM private key; use {where.what}, "
+            f"as downloaded from {_IAP_KEYS}."
         ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise ConfigurationError(
             f"{key_name}: the key is not an EC P-256 key; App Store Connect's In-App Purchase "
-            "keys (.p8) are EC P-256."
+            f"keys (.p8) are EC P-256 ({_IAP_KEYS})."
         )
     return key
 
@@ -156,34 +218,139 @@ def _environments(value: Any) -> tuple[str, ...]:
     ):
         raise ConfigurationError(
             f"RETENTION_ENVIRONMENT must be 'Sandbox', 'Production', or a list of both "
-            f"(the first is the CLI's default), not {value!r}."
+            f"(the first is the CLI's default), not {_shown(value)}."
         )
     return tuple(items)
 
 
+def _app_apple_id(value: Any) -> int | None:
+    """``RETENTION_APP_APPLE_ID``: a positive int64, from an int or a string of ASCII digits."""
+    if value is None:
+        return None
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        number = int(value)
+    if number is None or not 1 <= number <= APP_APPLE_ID_MAX:
+        source = SOURCES["RETENTION_APP_APPLE_ID"]
+        too_big = number is not None and number > APP_APPLE_ID_MAX
+        raise ConfigurationError(
+            f"RETENTION_APP_APPLE_ID must be {source.what}, a positive whole number "
+            f"({source.where}), not {_shown(value)}"
+            + (", which is larger than any Apple ID (at most 2**63 - 1)." if too_big else ".")
+        )
+    return number
+
+
 def _number(
-    config: Mapping[str, Any], key: str, *, minimum: float = 0, integer: bool = False
+    config: Mapping[str, Any], key: str, *, unit: str, minimum: float, integer: bool = False
 ) -> Any:
     value: Any = config[key]
-    wrong_kind = not isinstance(value, int) if integer else not isinstance(value, int | float)
-    if isinstance(value, bool) or wrong_kind or value < minimum:
-        kind = "an integer" if integer else "a number"
-        raise ConfigurationError(f"{key} must be {kind} >= {minimum}, not {value!r}.")
+    kinds = int if integer else int | float
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kinds)
+        or not math.isfinite(value)
+        or not value >= minimum
+    ):
+        kind = "a whole number" if integer else "a number"
+        raise ConfigurationError(
+            f"{key} must be {kind} of {unit}, at least {minimum}, not {_shown(value)}."
+        )
     return value
 
 
-def _optional_str(config: Mapping[str, Any], key: str) -> str | None:
+def _flag(config: Mapping[str, Any], key: str) -> bool:
     value = config[key]
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ConfigurationError(f"{key} must be a non-empty string or None, not {value!r}.")
+    if not isinstance(value, bool):
+        hint = (
+            f" (a string; an environment variable FLASK_{key}=false is read as JSON by "
+            "app.config.from_prefixed_env())"
+            if isinstance(value, str)
+            else ""
+        )
+        raise ConfigurationError(f"{key} must be True or False, not {_shown(value)}{hint}.")
     return value
 
 
-def _rule(config: Mapping[str, Any], key: str) -> str | None:
-    value = _optional_str(config, key)
-    if value is not None and not value.startswith("/"):
-        raise ConfigurationError(f"{key} must be a URL rule starting with '/', or None for none.")
+def _app_store_text(config: Mapping[str, Any], key: str) -> str | None:
+    """A value copied from App Store Connect: a non-empty string, or ``None`` (unset)."""
+    value = config[key]
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        source = SOURCES[key]
+        raise ConfigurationError(
+            f"{key} must be {source.what}, a non-empty string ({source.where}), "
+            f"not {_shown(value)}."
+        )
     return value
+
+
+def _rule(config: Mapping[str, Any], key: str, *, example: str, none: str) -> str | None:
+    value = config[key]
+    if value is not None and (not isinstance(value, str) or not value.startswith("/")):
+        raise ConfigurationError(
+            f"{key} must be a URL rule starting with '/', such as {example!r}, or None for "
+            f"{none}; not {_shown(value)}."
+        )
+    return value
+
+
+def _is_http_url(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+        return (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and not parts.query
+            and not parts.fragment
+        )
+    except ValueError:
+        return False
+
+
+def _api_base_url(value: Any) -> str | Mapping[str, str] | None:
+    """``RETENTION_API_BASE_URL``; messages never show the URL (it may hold a password)."""
+    key = "RETENTION_API_BASE_URL"
+    allowed = (
+        f"{key} must be one http(s) URL such as 'https://api.storekit-sandbox.apple.com', "
+        "or a mapping {'Sandbox': url, 'Production': url}, or None for Apple's hosts"
+    )
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not _is_http_url(value):
+            raise ConfigurationError(
+                f"{allowed}; the URL given is not an http:// or https:// URL with a host "
+                "(and no query)."
+            )
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{allowed}, not {type(value).__name__}.")
+    for env, url in value.items():
+        if env not in ENVIRONMENTS:
+            raise ConfigurationError(f"{allowed}; {_shown(env)} is not an environment.")
+        if not _is_http_url(url):
+            raise ConfigurationError(
+                f"{allowed}; the {env} URL is not an http:// or https:// URL with a host "
+                "(and no query)."
+            )
+    return value
+
+
+def _database_uri(value: Any) -> str | None:
+    """``RETENTION_DATABASE_URI`` as a string; messages never show it (it may hold a password)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, URL):
+        return value.render_as_string(hide_password=False)
+    raise ConfigurationError(
+        "RETENTION_DATABASE_URI must be a SQLAlchemy database URL (a str such as "
+        "'postgresql+psycopg://user@host/dbname', or a sqlalchemy.URL), or None for a SQLite "
+        f"file in the instance folder; not {type(value).__name__}."
+    )
 
 
 @dataclass(frozen=True)
@@ -262,71 +429,68 @@ class Settings:
 
 
 def read_settings(config: Mapping[str, Any]) -> Settings:
-    """Validate ``app.config`` and return :class:`Settings`; raise ``ConfigurationError``."""
-    environments = _environments(config["RETENTION_ENVIRONMENT"])
+    """Validate ``app.config`` and return :class:`Settings`.
 
-    app_apple_id = config["RETENTION_APP_APPLE_ID"]
-    if app_apple_id is not None:
-        if isinstance(app_apple_id, str) and app_apple_id.isdigit():
-            app_apple_id = int(app_apple_id)
-        if isinstance(app_apple_id, bool) or not isinstance(app_apple_id, int):
-            raise ConfigurationError(
-                f"RETENTION_APP_APPLE_ID must be the app's numeric Apple ID, not {app_apple_id!r}."
-            )
+    Raises :class:`~flask_retention.ConfigurationError` for the first wrong
+    value, with a one-line message that names the key and says what it must
+    be or where App Store Connect shows it.
+    """
+    environments = _environments(config["RETENTION_ENVIRONMENT"])
+    app_apple_id = _app_apple_id(config["RETENTION_APP_APPLE_ID"])
     if "Production" in environments and app_apple_id is None:
+        source = SOURCES["RETENTION_APP_APPLE_ID"]
         raise ConfigurationError(
-            "RETENTION_APP_APPLE_ID is required when RETENTION_ENVIRONMENT accepts Production: "
-            "Apple requires every production request's appAppleId to be checked. Find it in "
-            "App Store Connect under App Information (Apple ID)."
+            "RETENTION_APP_APPLE_ID is required when RETENTION_ENVIRONMENT accepts Production "
+            "(Apple requires every production request's appAppleId to be checked): set it to "
+            f"{source}."
         )
 
-    trust_dev_ca = bool(config["RETENTION_TRUST_DEV_CA"])
+    trust_dev_ca = _flag(config, "RETENTION_TRUST_DEV_CA")
     if trust_dev_ca and "Production" in environments:
         raise ConfigurationError(
             "RETENTION_TRUST_DEV_CA cannot be used while RETENTION_ENVIRONMENT accepts "
             "Production: the local dev CA is for development only."
         )
 
-    base_url = config["RETENTION_API_BASE_URL"]
-    if (
-        base_url is not None
-        and not isinstance(base_url, str)
-        and (
-            not isinstance(base_url, Mapping)
-            or any(env not in ENVIRONMENTS or not isinstance(u, str) for env, u in base_url.items())
-        )
-    ):
-        raise ConfigurationError(
-            "RETENTION_API_BASE_URL must be one URL, or a mapping "
-            "{'Sandbox': url, 'Production': url}."
-        )
-
-    database_uri = config["RETENTION_DATABASE_URI"]
-    if database_uri is not None and not isinstance(database_uri, str):
-        database_uri = str(database_uri)
-
     return Settings(
         environments=environments,
         app_apple_id=app_apple_id,
-        bundle_id=_optional_str(config, "RETENTION_BUNDLE_ID"),
-        issuer_id=_optional_str(config, "RETENTION_ISSUER_ID"),
-        key_id=_optional_str(config, "RETENTION_KEY_ID"),
+        bundle_id=_app_store_text(config, "RETENTION_BUNDLE_ID"),
+        issuer_id=_app_store_text(config, "RETENTION_ISSUER_ID"),
+        key_id=_app_store_text(config, "RETENTION_KEY_ID"),
         private_key=load_private_key(
             config["RETENTION_PRIVATE_KEY"], config["RETENTION_PRIVATE_KEY_PATH"]
         ),
         root_certificates=load_root_certificates(config["RETENTION_ROOT_CERTIFICATES"]),
-        endpoint=_rule(config, "RETENTION_ENDPOINT"),
-        max_request_age=_number(config, "RETENTION_MAX_REQUEST_AGE", minimum=1),
-        selector_timeout=_number(config, "RETENTION_SELECTOR_TIMEOUT", minimum=0.001),
-        selector_workers=_number(config, "RETENTION_SELECTOR_WORKERS", minimum=1, integer=True),
-        database_uri=database_uri,
-        api_base_url=base_url,
-        catalogue_refresh=_number(config, "RETENTION_CATALOGUE_REFRESH", minimum=0.01),
-        decision_log=bool(config["RETENTION_DECISION_LOG"]),
-        decision_log_days=_number(config, "RETENTION_DECISION_LOG_DAYS", minimum=1, integer=True),
+        endpoint=_rule(
+            config, "RETENTION_ENDPOINT", example="/retention/realtime", none="no endpoint"
+        ),
+        max_request_age=_number(config, "RETENTION_MAX_REQUEST_AGE", unit="seconds", minimum=1),
+        selector_timeout=_number(
+            config, "RETENTION_SELECTOR_TIMEOUT", unit="seconds", minimum=0.001
+        ),
+        selector_workers=_number(
+            config, "RETENTION_SELECTOR_WORKERS", unit="threads", minimum=1, integer=True
+        ),
+        database_uri=_database_uri(config["RETENTION_DATABASE_URI"]),
+        api_base_url=_api_base_url(config["RETENTION_API_BASE_URL"]),
+        catalogue_refresh=_number(
+            config, "RETENTION_CATALOGUE_REFRESH", unit="seconds", minimum=0.01
+        ),
+        decision_log=_flag(config, "RETENTION_DECISION_LOG"),
+        decision_log_days=_number(
+            config, "RETENTION_DECISION_LOG_DAYS", unit="days", minimum=1, integer=True
+        ),
         trust_dev_ca=trust_dev_ca,
-        notifications_endpoint=_rule(config, "RETENTION_NOTIFICATIONS_ENDPOINT"),
-        outcome_window=_number(config, "RETENTION_OUTCOME_WINDOW", minimum=1),
-        api_timeout=_number(config, "RETENTION_API_TIMEOUT", minimum=0.001),
-        decision_log_queue=_number(config, "RETENTION_DECISION_LOG_QUEUE", minimum=1, integer=True),
+        notifications_endpoint=_rule(
+            config,
+            "RETENTION_NOTIFICATIONS_ENDPOINT",
+            example="/retention/notifications",
+            none="no notifications endpoint",
+        ),
+        outcome_window=_number(config, "RETENTION_OUTCOME_WINDOW", unit="seconds", minimum=1),
+        api_timeout=_number(config, "RETENTION_API_TIMEOUT", unit="seconds", minimum=0.001),
+        decision_log_queue=_number(
+            config, "RETENTION_DECISION_LOG_QUEUE", unit="decisions", minimum=1, integer=True
+        ),
     )

@@ -38,6 +38,26 @@ PERCENTILES: Final = (50, 95, 99)
 #: Upper bounds (ms) of the latency histogram's buckets; the last bucket is open.
 LATENCY_BUCKETS_MS: Final = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 700.0)
 
+#: How the text and HTML reports label ``totals.replays``: requests answered a second
+#: time by another process, found afterwards in the decision log. Not the ``replayed``
+#: rejection, which the endpoint refused with a ``403``.
+REPLAYS_LABEL: Final = "answered again (replay across processes)"
+
+#: Labels of rejection codes that need more than the code in the text and HTML reports.
+REJECTION_LABELS: Final[Mapping[str, str]] = {
+    "replayed": "replayed: refused, already answered (403)",
+}
+
+
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, with an ``s`` unless ``count`` is 1: "1 fallback", "2 fallbacks"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _rejection_rows(report: dict[str, Any]) -> list[Sequence[Any]]:
+    return [(REJECTION_LABELS.get(code, code), n) for code, n in report["rejections"].items()]
+
+
 _DURATION = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
 _UNITS: Final = {"d": "days", "h": "hours", "m": "minutes"}
 
@@ -423,7 +443,7 @@ def render_text(report: dict[str, Any]) -> str:
                 ("answered", totals["answered"]),
                 (f"fallbacks ({_pct(totals['fallback_share'])} of answered)", totals["fallbacks"]),
                 ("rejected", totals["rejected"]),
-                ("replays", totals["replays"]),
+                (REPLAYS_LABEL, totals["replays"]),
             ],
         )
     )
@@ -462,7 +482,7 @@ def render_text(report: dict[str, Any]) -> str:
         ),
         ("Answers by kind", ("kind", "requests"), list(report["by_kind"].items()), 1),
         ("Fallback reasons", ("reason", "requests"), list(report["fallbacks"].items()), 1),
-        ("Rejections", ("error", "requests"), list(report["rejections"].items()), 1),
+        ("Rejections", ("error", "requests"), _rejection_rows(report), 1),
     ]
     for title, headers, rows, numeric_from in sections:
         if rows:
@@ -508,7 +528,7 @@ def _outcome_tables(report: dict[str, Any]) -> list[tuple[str, Sequence[str], li
     if outcomes is None or not outcomes["decided"]:
         return []
     note = (
-        f"{outcomes['events']} outcome notifications"
+        plural(outcomes["events"], "outcome notification")
         if outcomes["events"]
         else "no App Store Server Notifications stored: set RETENTION_NOTIFICATIONS_ENDPOINT, "
         "or every closed decision counts as kept"
@@ -641,17 +661,18 @@ def _svg_days(by_day: dict[str, dict[str, int]]) -> str:
     for i, (day, c) in enumerate(days):
         x = left + i * slot + (slot - bar) / 2
         y = float(height - bottom)
+        by_selector = c["answered"] - c["fallbacks"]
         segments = (
-            ("answered", c["answered"] - c["fallbacks"]),
-            ("fallbacks", c["fallbacks"]),
-            ("rejected", c["rejected"]),
+            ("answered", by_selector, f"{by_selector} answered by the selector"),
+            ("fallbacks", c["fallbacks"], plural(c["fallbacks"], "fallback")),
+            ("rejected", c["rejected"], f"{c['rejected']} rejected"),
         )
-        for name, value in segments:
+        for name, value, label in segments:
             h = value * scale
             y -= h
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                f'fill="{_COLOURS[name]}"><title>{html.escape(day)}: {value} {name}</title></rect>'
+                f'fill="{_COLOURS[name]}"><title>{html.escape(day)}: {label}</title></rect>'
             )
         if len(days) <= 16 or i % max(len(days) // 16, 1) == 0:
             parts.append(
@@ -698,7 +719,7 @@ def render_html(report: dict[str, Any]) -> str:
         ("answered", totals["answered"]),
         ("fallbacks", f"{totals['fallbacks']} ({_pct(totals['fallback_share'])})"),
         ("rejected", totals["rejected"]),
-        ("replays", totals["replays"]),
+        (REPLAYS_LABEL, totals["replays"]),
         ("p99 latency", "-" if lat["p99"] is None else f"{lat['p99']:.1f} ms"),
         (f"at or over {lat['near_limit_ms']:.0f} ms", lat["near_limit"]),
     ]
@@ -746,7 +767,7 @@ def render_html(report: dict[str, Any]) -> str:
         "<h2>Answers by kind</h2>",
         _html_table(("kind", "requests"), list(report["by_kind"].items()), 1),
         "<h2>Rejections</h2>",
-        _html_table(("error", "requests"), list(report["rejections"].items()), 1),
+        _html_table(("error", "requests"), _rejection_rows(report), 1),
     ]
     for title, headers, rows, numeric_from in _outcome_tables(report):
         body += [f"<h2>{html.escape(title)}</h2>", _html_table(headers, rows, numeric_from)]

@@ -121,8 +121,9 @@ def load_dev_ca_signer(folder: str | os.PathLike[str]) -> AppStoreSigner:
             else None,
         )
     except ValueError as e:
+        reason = " ".join(str(e).split())
         raise ConfigurationError(
-            f"The dev CA in {path} is damaged ({e}); replace it with "
+            f"The dev CA in {path} is damaged ({reason}); replace it with "
             "`flask retention dev-ca --force`."
         ) from None
 
@@ -135,7 +136,10 @@ def dev_ca_root(folder: str | os.PathLike[str]) -> x509.Certificate:
     except FileNotFoundError:
         raise _missing(Path(folder), "root certificate") from None
     except OSError as e:
-        raise ConfigurationError(f"Cannot read the dev CA root {path} ({e.strerror}).") from None
+        raise ConfigurationError(
+            f"Cannot read the dev CA root {path} ({e.strerror}); let this process read it, or "
+            "replace the dev CA with `flask retention dev-ca --force`."
+        ) from None
     try:
         return x509.load_pem_x509_certificate(data)
     except ValueError:
