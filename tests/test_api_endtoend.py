@@ -96,7 +96,7 @@ class Identity:
             key_id=self.key_id,
             issuer_id=self.issuer_id,
             bundle_id=self.bundle_id,
-            **options,
+            **{"product_ids": [PRODUCT], **options},
         )
 
     def client(self, base_url: str, **options: Any) -> RetentionAPIClient:
@@ -309,6 +309,8 @@ def test_initiate_performance_test_and_get_results(
     # Our client sends only https:// URLs; the fake's hook points it at the loopback target.
     fake_app_store.realtime_url = realtime_target
     started = api.initiate_performance_test(PerformanceTestRequest("2000000123"))
+    assert started.config is not None
+    assert started.request_id is not None
     assert started.config.total_requests == app_store_performance_test_config["totalRequests"]
 
     result = wait_for_result(api, started.request_id)
@@ -1059,11 +1061,8 @@ def test_html_error_page_is_tolerated(
     ("body", "complaint"),
     [
         ("not json", "the body is not JSON"),
-        (
-            '{"imageIdentifiers": [{"imageIdentifier": "x", "imageState": "APPROVED"}]}',
-            "not a UUID",
-        ),
-        ('{"imageIdentifiers": "none"}', "not a list"),
+        ('["x"]', "GetImageListResponse is a list, not a JSON object"),
+        ('"text"', "is a string, not a JSON object"),
     ],
 )
 def test_malformed_success_body_is_an_unexpected_response(

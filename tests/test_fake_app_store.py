@@ -13,7 +13,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from flask_retention.testing import FakeAppStore, apple_rate_limits, serve
+from flask_retention.testing import FakeAppStore, FakeAppStorePair, apple_rate_limits, serve
 from flask_retention.testing.fake_app_store import ENDPOINTS
 
 from .fake_store_support import (
@@ -28,6 +28,9 @@ from .fake_store_support import (
     make_token,
     png,
 )
+
+#: The products the app of these tests sells.
+PRODUCTS = ["com.example.monthly", "com.example.yearly"]
 
 
 @pytest.fixture
@@ -44,7 +47,11 @@ def options() -> dict[str, Any]:
 @pytest.fixture
 def store(key: ec.EllipticCurvePrivateKey, options: dict[str, Any]) -> Iterator[FakeAppStore]:
     fake = FakeAppStore(
-        public_key=key.public_key(), key_id=KEY_ID, issuer_id=ISSUER, bundle_id=BUNDLE, **options
+        public_key=key.public_key(),
+        key_id=KEY_ID,
+        issuer_id=ISSUER,
+        bundle_id=BUNDLE,
+        **{"product_ids": PRODUCTS, **options},
     )
     yield fake
     fake.close()
@@ -468,6 +475,71 @@ def test_default_for_an_unknown_product_is_refused(api: Api) -> None:
     assert (response.status_code, error_code(response)) == (400, 4000023)
 
 
+@pytest.mark.parametrize("method", ["PUT", "GET", "DELETE"])
+def test_default_for_a_product_the_app_does_not_sell_is_refused(api: Api, method: str) -> None:
+    message = api.upload_message()
+    path = "/default/com.example.lifetime/en-US"
+    response = api(method, path, json={"messageIdentifier": message})
+    assert (response.status_code, error_code(response)) == (400, 4000023)
+
+
+def test_product_ids_function_is_read_at_each_request(
+    key: ec.EllipticCurvePrivateKey,
+) -> None:
+    sold: set[str] = set()
+    fake = FakeAppStore(
+        public_key=key.public_key(),
+        key_id=KEY_ID,
+        issuer_id=ISSUER,
+        bundle_id=BUNDLE,
+        product_ids=lambda: sold,
+    )
+    with serve(fake) as url:
+        api = Api(url, key)
+        message = api.upload_message()
+        path = "/default/com.example.monthly/en-US"
+        before = api("PUT", path, json={"messageIdentifier": message})
+        sold.add("com.example.monthly")
+        after = api("PUT", path, json={"messageIdentifier": message})
+        api.http.close()
+    assert (before.status_code, error_code(before)) == (400, 4000023)
+    assert after.status_code == 200
+    assert fake.current_product_ids() == {"com.example.monthly"}
+
+
+def test_product_ids_are_required(key: ec.EllipticCurvePrivateKey) -> None:
+    options: dict[str, Any] = {}  # what a host's older construction passed
+    with pytest.raises(TypeError, match="product_ids"):
+        FakeAppStore(
+            public_key=key.public_key(),
+            key_id=KEY_ID,
+            issuer_id=ISSUER,
+            bundle_id=BUNDLE,
+            **options,
+        )
+
+
+@pytest.mark.parametrize("products", ["com.example.monthly", 42, None])
+def test_product_ids_must_be_a_collection_or_a_function(
+    key: ec.EllipticCurvePrivateKey, products: Any
+) -> None:
+    with pytest.raises(ValueError, match="product_ids must be a collection of product IDs"):
+        FakeAppStore(
+            public_key=key.public_key(),
+            key_id=KEY_ID,
+            issuer_id=ISSUER,
+            bundle_id=BUNDLE,
+            product_ids=products,
+        )
+
+
+def test_fixture_store_knows_the_fixture_products(
+    fake_app_store: FakeAppStore, app_store_product_ids: list[str]
+) -> None:
+    assert fake_app_store.current_product_ids() == set(app_store_product_ids)
+    assert "com.example.retention.monthly" in app_store_product_ids
+
+
 def test_default_without_a_message_identifier_is_a_bad_request(api: Api) -> None:
     response = api("PUT", "/default/com.example.monthly/en-US", json={})
     assert (response.status_code, error_code(response)) == (400, 4000000)
@@ -527,10 +599,15 @@ def test_invalid_realtime_url_is_refused(api: Api, store: FakeAppStore, url: str
 
 
 @pytest.mark.parametrize("options", [{"allow_http_targets": True}])
-def test_loopback_http_url_is_allowed_when_asked(api: Api) -> None:
-    assert api("PUT", "/realtime/url", json={"realtimeURL": "http://127.0.0.1:5000/rt"}).is_success
-    response = api("PUT", "/realtime/url", json={"realtimeURL": "http://example.com/rt"})
-    assert response.status_code == 400
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:5000/rt", "http://localhost:5000/rt", "http://[::1]:5000/rt"]
+)
+def test_loopback_http_url_is_allowed_when_asked(api: Api, store: FakeAppStore, url: str) -> None:
+    assert api("PUT", "/realtime/url", json={"realtimeURL": url}).is_success
+    assert store.realtime_url == url
+    for other in ("http://example.com/rt", "http://127.0.0.2/rt", "http://localhost.example/rt"):
+        response = api("PUT", "/realtime/url", json={"realtimeURL": other})
+        assert (response.status_code, error_code(response)) == (400, 4000215)
 
 
 @production
@@ -567,6 +644,7 @@ def test_rate_limits_name_real_endpoints(key: ec.EllipticCurvePrivateKey) -> Non
             key_id=KEY_ID,
             issuer_id=ISSUER,
             bundle_id=BUNDLE,
+            product_ids=PRODUCTS,
             rate_limits={"Get Image List": 1},
         )
 
@@ -695,6 +773,7 @@ def test_bad_options_are_refused_with_a_hint(
             key_id=KEY_ID,
             issuer_id=ISSUER,
             bundle_id=BUNDLE,
+            product_ids=PRODUCTS,
             **options,
         )
 
@@ -702,7 +781,13 @@ def test_bad_options_are_refused_with_a_hint(
 def test_public_key_must_be_p256() -> None:
     other_curve = ec.generate_private_key(ec.SECP384R1()).public_key()
     with pytest.raises(ValueError, match="P-256"):
-        FakeAppStore(public_key=other_curve, key_id=KEY_ID, issuer_id=ISSUER, bundle_id=BUNDLE)
+        FakeAppStore(
+            public_key=other_curve,
+            key_id=KEY_ID,
+            issuer_id=ISSUER,
+            bundle_id=BUNDLE,
+            product_ids=PRODUCTS,
+        )
 
 
 def test_apple_rate_limits_follow_apples_table() -> None:
@@ -736,3 +821,85 @@ def test_tokens_never_reach_logs_or_records(
     for token in (good, bad):
         assert token not in caplog.text
         assert token.split(".")[2] not in repr(store.requests)
+
+
+# ---------------------------------------------------------------- both environments
+
+
+@pytest.fixture
+def pair(key: ec.EllipticCurvePrivateKey) -> Iterator[FakeAppStorePair]:
+    fakes = FakeAppStorePair(
+        public_key=key.public_key(),
+        key_id=KEY_ID,
+        issuer_id=ISSUER,
+        bundle_id=BUNDLE,
+        product_ids=PRODUCTS,
+        production={"auto_approve": True},
+    )
+    yield fakes
+    fakes.close()
+
+
+def test_pair_serves_each_environment_under_its_prefix(
+    pair: FakeAppStorePair, key: ec.EllipticCurvePrivateKey
+) -> None:
+    with serve(pair) as url:
+        urls = pair.base_urls(url)
+        assert urls == {"Sandbox": f"{url}/sandbox", "Production": f"{url}/production"}
+        sandbox, production = Api(urls["Sandbox"], key), Api(urls["Production"], key)
+        in_sandbox = sandbox.upload_message()
+        assert sandbox("GET", "/message/list").json()["messageIdentifiers"] == [
+            {"messageIdentifier": in_sandbox, "messageState": "APPROVED"}
+        ]
+        assert production("GET", "/message/list").json() == {"messageIdentifiers": []}
+        outside = Api(url, key)("GET", "/message/list")
+        for client in (sandbox, production):
+            client.http.close()
+    assert outside.status_code == 404
+    assert [r.path for r in pair.sandbox.requests] == [
+        f"{BASE}/message/{in_sandbox}",
+        f"{BASE}/message/list",
+    ]
+    assert (pair.store("Sandbox"), pair.store("Production")) == (pair.sandbox, pair.production)
+    assert pair.production.environment == "Production"
+    assert pair.production.auto_approve  # the production= keywords reach only Production
+    assert not pair.sandbox.allow_http_targets
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"environment": "Sandbox"},
+        {"production": {"sandbox": None}},
+        {"sandbox": {"environment": "Production"}},
+    ],
+)
+def test_pair_sets_the_environments_itself(
+    key: ec.EllipticCurvePrivateKey, options: dict[str, Any]
+) -> None:
+    with pytest.raises(ValueError, match="sets environment and sandbox itself"):
+        FakeAppStorePair(
+            public_key=key.public_key(),
+            key_id=KEY_ID,
+            issuer_id=ISSUER,
+            bundle_id=BUNDLE,
+            product_ids=PRODUCTS,
+            **options,
+        )
+
+
+def test_only_a_production_fake_links_to_a_sandbox_fake(
+    key: ec.EllipticCurvePrivateKey, store: FakeAppStore
+) -> None:
+    identity: dict[str, Any] = {
+        "public_key": key.public_key(),
+        "key_id": KEY_ID,
+        "issuer_id": ISSUER,
+        "bundle_id": BUNDLE,
+        "product_ids": PRODUCTS,
+    }
+    with pytest.raises(ValueError, match="FakeAppStorePair"):
+        FakeAppStore(environment="Sandbox", sandbox=store, **identity)
+    production = FakeAppStore(environment="Production", **identity)
+    with pytest.raises(ValueError, match="FakeAppStorePair"):
+        FakeAppStore(environment="Production", sandbox=production, **identity)

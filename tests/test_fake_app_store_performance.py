@@ -23,10 +23,19 @@ from cryptography.x509.oid import NameOID
 from flask import Flask, Response, jsonify, redirect, request
 
 from flask_retention.realtime.verification import JWSVerifier
-from flask_retention.testing import AppStoreSigner, FakeAppStore, PerformanceTestRun, serve
+from flask_retention.testing import (
+    AppStoreSigner,
+    FakeAppStore,
+    FakeAppStorePair,
+    PerformanceTestRun,
+    serve,
+)
 
 from .fake_store_support import BUNDLE, ISSUER, KEY_ID, Api, error_code
 from .support import vector
+
+#: The products the app of these tests sells.
+PRODUCTS = ["com.example.monthly"]
 
 FAST = {
     "maxConcurrentRequests": 3,
@@ -105,6 +114,7 @@ def store(
         key_id=KEY_ID,
         issuer_id=ISSUER,
         bundle_id=BUNDLE,
+        product_ids=PRODUCTS,
         signer=signer,
         allow_http_targets=True,
         app_apple_id=531412,
@@ -127,9 +137,11 @@ def api(store: FakeAppStore, key: ec.EllipticCurvePrivateKey) -> Iterator[Api]:
         client.http.close()
 
 
-def run_test(api: Api, url: str) -> tuple[str, dict[str, Any]]:
-    """Point the fake at ``url``, start a performance test and poll it to its end."""
-    assert api("PUT", "/realtime/url", json={"realtimeURL": url}).status_code == 200
+def run_test(api: Api, url: str | None) -> tuple[str, dict[str, Any]]:
+    """Point the fake at ``url`` (``None``: keep the URL it has), start a performance test
+    and poll it to its end."""
+    if url is not None:
+        assert api("PUT", "/realtime/url", json={"realtimeURL": url}).status_code == 200
     started = api("POST", "/performanceTest", json={"originalTransactionId": "99371282"})
     assert started.status_code == 200, started.text
     request_id: str = started.json()["requestId"]
@@ -294,6 +306,46 @@ def test_invalid_performance_test_request_is_refused(
     assert (response.status_code, error_code(response)) == (400, code)
 
 
+@pytest.mark.parametrize(
+    "transaction_id",
+    [
+        pytest.param("1", id="one-digit"),
+        pytest.param("1234567", id="seven-digits"),
+        pytest.param("\uff19\uff19\uff13\uff17\uff11\uff12\uff18\uff12", id="full-width"),
+        pytest.param("\u0669\u0669\u0663\u0667\u0661\u0662\u0668\u0662", id="arabic-indic"),
+        pytest.param("09937128", id="leading-zero"),
+        pytest.param("12345678901234567890", id="twenty-digits"),
+        pytest.param("9223372036854775808", id="over-int64"),
+        pytest.param("-99371282", id="negative"),
+        pytest.param(" 99371282", id="space"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_unrealistic_original_transaction_id_is_refused(
+    api: Api, store: FakeAppStore, target: tuple[Target, str], transaction_id: str
+) -> None:
+    store.realtime_url = target[1]
+    response = api("POST", "/performanceTest", json={"originalTransactionId": transaction_id})
+    assert (response.status_code, error_code(response)) == (400, 4000006)
+    assert target[0].payloads == []
+
+
+@pytest.mark.parametrize(
+    "transaction_id",
+    [
+        pytest.param("99371282", id="apples-example"),
+        pytest.param("2000000123456789", id="sandbox-like"),
+        pytest.param("9223372036854775807", id="int64-max"),
+    ],
+)
+def test_realistic_original_transaction_id_starts_a_test(
+    api: Api, store: FakeAppStore, target: tuple[Target, str], transaction_id: str
+) -> None:
+    store.realtime_url = target[1]
+    started = api("POST", "/performanceTest", json={"originalTransactionId": transaction_id})
+    assert started.status_code == 200, started.text
+
+
 def test_unknown_and_malformed_request_ids(api: Api) -> None:
     unknown = api("GET", f"/performanceTest/result/{uuid.uuid4()}")
     assert (unknown.status_code, error_code(unknown)) == (404, 4040018)
@@ -309,12 +361,13 @@ def test_performance_test_without_a_signer_says_how_to_fix_it(
         key_id=KEY_ID,
         issuer_id=ISSUER,
         bundle_id=BUNDLE,
+        product_ids=PRODUCTS,
         allow_http_targets=True,
     )
     with serve(fake) as url:
         api = Api(url, key)
         api("PUT", "/realtime/url", json={"realtimeURL": target[1]})
-        response = api("POST", "/performanceTest", json={"originalTransactionId": "1"})
+        response = api("POST", "/performanceTest", json={"originalTransactionId": "99371282"})
         api.http.close()
     assert (response.status_code, error_code(response)) == (400, 4000211)
     assert "signer=AppStoreSigner" in response.json()["errorMessage"]
@@ -328,12 +381,13 @@ def test_performance_test_is_sandbox_only(
         key_id=KEY_ID,
         issuer_id=ISSUER,
         bundle_id=BUNDLE,
+        product_ids=PRODUCTS,
         environment="Production",
         signer=signer,
     )
     with serve(fake) as url:
         api = Api(url, key)
-        started = api("POST", "/performanceTest", json={"originalTransactionId": "1"})
+        started = api("POST", "/performanceTest", json={"originalTransactionId": "99371282"})
         result = api("GET", f"/performanceTest/result/{uuid.uuid4()}")
         api.http.close()
     assert (started.status_code, started.content) == (404, b"")
@@ -347,6 +401,29 @@ def test_realtime_url_can_be_set_directly_for_tests(
     assert api("GET", "/realtime/url").json() == {"realtimeURL": target[1]}
     started = api("POST", "/performanceTest", json={"originalTransactionId": "99371282"})
     assert started.json()["config"] == FAST
+
+
+def test_fixture_store_takes_only_https_urls_like_apple(
+    fake_app_store: FakeAppStore,
+    fake_app_store_url: str,
+    app_store_key: ec.EllipticCurvePrivateKey,
+    app_store_key_id: str,
+    app_store_issuer_id: str,
+    app_store_bundle_id: str,
+) -> None:
+    api = Api(
+        fake_app_store_url,
+        app_store_key,
+        kid=app_store_key_id,
+        iss=app_store_issuer_id,
+        bid=app_store_bundle_id,
+    )
+    refused = api("PUT", "/realtime/url", json={"realtimeURL": "http://127.0.0.1:5000/rt"})
+    accepted = api("PUT", "/realtime/url", json={"realtimeURL": "https://example.com/rt"})
+    api.http.close()
+    assert (refused.status_code, error_code(refused)) == (400, 4000215)
+    assert accepted.status_code == 200
+    assert fake_app_store.realtime_url == "https://example.com/rt"
 
 
 def test_fixture_store_runs_a_test_the_app_verifies(
@@ -375,7 +452,8 @@ def test_fixture_store_runs_a_test_the_app_verifies(
         bid=app_store_bundle_id,
     )
     with serve(app) as target:
-        _, result = run_test(api, f"{target}/rt")
+        fake_app_store.realtime_url = f"{target}/rt"  # Apple's https:// rule, skipped
+        _, result = run_test(api, None)
     api.http.close()
     assert (result["result"], result["successRate"]) == ("PASS", 100)
     assert len(verified) == result["config"]["totalRequests"] == 20
@@ -405,3 +483,60 @@ def test_performance_test_run_works_on_its_own(
     assert len(endpoint.payloads) == 5
     with pytest.raises(RuntimeError, match="already started"):
         run.start()
+
+
+def test_pair_production_takes_a_url_once_the_sandbox_passed_a_test(
+    key: ec.EllipticCurvePrivateKey, signer: AppStoreSigner, target: tuple[Target, str]
+) -> None:
+    pair = FakeAppStorePair(
+        public_key=key.public_key(),
+        key_id=KEY_ID,
+        issuer_id=ISSUER,
+        bundle_id=BUNDLE,
+        product_ids=PRODUCTS,
+        signer=signer,
+        performance_test_config=FAST,
+    )
+    body = {"realtimeURL": "https://example.com/rt"}
+    with serve(pair) as url:
+        urls = pair.base_urls(url)
+        sandbox, production = Api(urls["Sandbox"], key), Api(urls["Production"], key)
+        refused = production("PUT", "/realtime/url", json=body)
+        pair.sandbox.realtime_url = target[1]
+        _, result = run_test(sandbox, None)
+        accepted = production("PUT", "/realtime/url", json=body)
+        sandbox.http.close()
+        production.http.close()
+    pair.close()
+    assert (refused.status_code, error_code(refused)) == (403, 4030026)
+    assert result["result"] == "PASS"
+    assert accepted.status_code == 200
+    assert pair.production.realtime_url == "https://example.com/rt"
+    assert not pair.production.passed_performance_test  # its own flag: the link is read
+
+
+def test_pair_production_stays_closed_after_a_failed_sandbox_test(
+    key: ec.EllipticCurvePrivateKey, signer: AppStoreSigner, target: tuple[Target, str]
+) -> None:
+    pair = FakeAppStorePair(
+        public_key=key.public_key(),
+        key_id=KEY_ID,
+        issuer_id=ISSUER,
+        bundle_id=BUNDLE,
+        product_ids=PRODUCTS,
+        signer=signer,
+        performance_test_config=FAST,
+    )
+    endpoint, target_url = target
+    endpoint.mode = "error"
+    with serve(pair) as url:
+        urls = pair.base_urls(url)
+        sandbox, production = Api(urls["Sandbox"], key), Api(urls["Production"], key)
+        pair.sandbox.realtime_url = target_url
+        _, result = run_test(sandbox, None)
+        refused = production("PUT", "/realtime/url", json={"realtimeURL": "https://example.com/"})
+        sandbox.http.close()
+        production.http.close()
+    pair.close()
+    assert result["result"] == "FAIL"
+    assert (refused.status_code, error_code(refused)) == (403, 4030026)

@@ -4,6 +4,7 @@
 chain (and makes each kind of broken token); trust its root with
 ``RETENTION_ROOT_CERTIFICATES=[signer.root_pem]``. :class:`FakeAppStore` is a
 fake of Apple's management API, served over real HTTP with :func:`serve`;
+:class:`FakeAppStorePair` is both environments of one app, linked as at Apple;
 :class:`PerformanceTestRun` is its performance test, usable on its own.
 """
 
@@ -18,12 +19,14 @@ from flask_retention.testing.fake_app_store import (
     RecordedRequest,
     apple_rate_limits,
 )
+from flask_retention.testing.fake_app_store_pair import FakeAppStorePair
 from flask_retention.testing.serving import serve
 
 __all__ = [
     "BROKEN_VARIANT_REASONS",
     "AppStoreSigner",
     "FakeAppStore",
+    "FakeAppStorePair",
     "FakeImage",
     "FakeMessage",
     "PerformanceTestRun",

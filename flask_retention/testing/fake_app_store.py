@@ -9,7 +9,8 @@ really sends signed real-time requests to the configured URL. :func:`serve`
 runs any WSGI app on a loopback port in a thread, so the real client talks to
 the fake over real HTTP.
 
-One instance is one environment of one app: build one per environment.
+One instance is one environment of one app: build one per environment, or
+both of one app with :class:`~flask_retention.testing.FakeAppStorePair`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import socket
 import threading
 import time
@@ -170,6 +172,12 @@ ALT_TEXT_MAX: Final = 150
 BULLET_TEXT_MAX: Final = 66
 BULLET_POINTS_MAX: Final = 5
 REALTIME_URL_MAX: Final = 256
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
+"""Hosts an ``http://`` real-time URL may name when ``allow_http_targets`` is on."""
+#: An original transaction ID as Apple makes them: ASCII digits, no leading zero, 8 digits
+#: (Apple's own example, "99371282") to 19 (the largest 64-bit integer has 19).
+TRANSACTION_ID_PATTERN: Final = re.compile(r"[1-9][0-9]{7,18}")
+INT64_MAX: Final = 2**63 - 1
 
 IMAGE_SIZES: Final = ("FULL_SIZE", "BULLET_POINT")
 
@@ -291,20 +299,35 @@ class FakeAppStore:
     """Apple's Retention Messaging management API as a WSGI app, for tests.
 
     ``public_key``, ``key_id``, ``issuer_id`` and ``bundle_id`` are what a
-    request's JWT must match. ``auto_approve`` defaults to ``True`` in
-    ``Sandbox`` and ``False`` in ``Production``, where uploads stay
-    ``PENDING`` until :meth:`approve` or :meth:`reject`. ``rate_limits`` maps
-    endpoint names (:data:`ENDPOINTS`) to requests per second; unnamed
-    endpoints are not limited. ``signer`` (the testing kit's
-    ``AppStoreSigner``) signs the performance test's real-time requests;
-    ``allow_http_targets`` lets it call ``http://127.0.0.1`` URLs.
-    ``performance_test_config`` overrides keys of
-    :data:`DEFAULT_PERFORMANCE_TEST_CONFIG` (tests use small numbers).
-    ``product_ids``, when given, is the set of products the app sells (others
-    get ``InvalidProductIdError``); ``locales`` the accepted locale codes
-    (default: the catalogue's :data:`~flask_retention.catalogue.validation.KNOWN_LOCALES`).
+    request's JWT must match. ``product_ids`` (required) are the products the
+    app sells, as App Store Connect knows them: a collection of product IDs,
+    or a function of no arguments returning one, called at each request (for
+    products that change while the fake runs); default-message calls for any
+    other product get Apple's ``InvalidProductIdError``. ``locales`` are the
+    accepted locale codes (default: the catalogue's
+    :data:`~flask_retention.catalogue.validation.KNOWN_LOCALES`).
+
+    ``auto_approve`` defaults to ``True`` in ``Sandbox`` and ``False`` in
+    ``Production``, where uploads stay ``PENDING`` until :meth:`approve` or
+    :meth:`reject`. ``rate_limits`` maps endpoint names (:data:`ENDPOINTS`)
+    to requests per second; unnamed endpoints are not limited.
     ``has_access=False`` answers every authenticated call with Apple's bare
     ``404`` for an account without access to the API (an attribute too).
+
+    Configure Realtime URL takes ``https://`` URLs only, as Apple does;
+    ``allow_http_targets`` also takes ``http://`` on loopback (``127.0.0.1``,
+    ``::1``, ``localhost``), and a test can set :attr:`realtime_url`
+    directly. The performance test (Sandbox only) needs an original
+    transaction ID of ASCII digits as long as real ones (8 to 19, no leading
+    zero, at most the largest 64-bit integer), else
+    ``BadRequestTransactionIdError``; ``signer`` (the testing kit's
+    ``AppStoreSigner``) signs its real-time requests, and
+    ``performance_test_config`` overrides keys of
+    :data:`DEFAULT_PERFORMANCE_TEST_CONFIG` (tests use small numbers).
+    Production accepts a real-time URL only once ``passed_performance_test``
+    is true, or, when ``sandbox`` is the Sandbox fake of the same app (see
+    :class:`~flask_retention.testing.FakeAppStorePair`), once a performance
+    test passed there.
 
     Inspect state through the snapshot properties (:attr:`images`,
     :attr:`messages`, :attr:`defaults`, :attr:`realtime_url`,
@@ -331,10 +354,11 @@ class FakeAppStore:
         app_apple_id: int = 1234567890,
         performance_test_config: Mapping[str, int] | None = None,
         passed_performance_test: bool = False,
-        product_ids: Collection[str] | None = None,
+        product_ids: Collection[str] | Callable[[], Collection[str]],
         locales: Collection[str] = KNOWN_LOCALES,
         performance_test_product_id: str | None = None,
         has_access: bool = True,
+        sandbox: FakeAppStore | None = None,
     ) -> None:
         if environment not in ("Sandbox", "Production"):
             raise ValueError(f"environment must be 'Sandbox' or 'Production', got {environment!r}")
@@ -351,12 +375,29 @@ class FakeAppStore:
                 f"use names from {', '.join(ENDPOINTS)}"
             )
         config = checked_performance_test_config(performance_test_config)
+        if isinstance(product_ids, str | bytes) or not (
+            callable(product_ids) or isinstance(product_ids, Collection)
+        ):
+            raise ValueError(
+                "product_ids must be a collection of product IDs, e.g. "
+                "['com.example.monthly'], or a function returning one, "
+                f"not {product_ids!r}"
+            )
+        if sandbox is not None and (
+            environment != "Production"
+            or not isinstance(sandbox, FakeAppStore)
+            or sandbox.environment != "Sandbox"
+        ):
+            raise ValueError(
+                "sandbox links a Production fake to the Sandbox FakeAppStore of the same app; "
+                "build both with FakeAppStorePair"
+            )
 
         self.public_key = public_key
         self.key_id = key_id
         self.issuer_id = issuer_id
         self.bundle_id = bundle_id
-        self.environment = environment
+        self.environment: str = environment
         self.auto_approve = environment == "Sandbox" if auto_approve is None else auto_approve
         self.max_images = max_images
         self.max_messages = max_messages
@@ -365,7 +406,10 @@ class FakeAppStore:
         self.app_apple_id = app_apple_id
         self.performance_test_config: Mapping[str, int] = config
         self.passed_performance_test = passed_performance_test
-        self.product_ids = None if product_ids is None else frozenset(product_ids)
+        self.product_ids: Collection[str] | Callable[[], Collection[str]] = (
+            product_ids if callable(product_ids) else frozenset(product_ids)
+        )
+        self.sandbox = sandbox
         self.locales = frozenset(locales)
         self.performance_test_product_id = performance_test_product_id
         self.has_access = has_access
@@ -477,6 +521,11 @@ class FakeAppStore:
     def realtime_url(self, url: str | None) -> None:
         with self._lock:
             self._realtime_url = url
+
+    def current_product_ids(self) -> frozenset[str]:
+        """The products the app sells now: ``product_ids``, or what its function returns."""
+        products = self.product_ids
+        return frozenset(products() if callable(products) else products)
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -842,9 +891,7 @@ class FakeAppStore:
     # ------------------------------------------------------------------ defaults
 
     def _check_slot(self, product_id: str, locale: str) -> None:
-        if not product_id.strip() or (
-            self.product_ids is not None and product_id not in self.product_ids
-        ):
+        if not product_id.strip() or product_id not in self.current_product_ids():
             raise _ApiError("InvalidProductIdError")
         if locale not in self.locales:
             raise _ApiError("InvalidLocaleError")
@@ -894,8 +941,11 @@ class FakeAppStore:
         url = body.get("realtimeURL") if body is not None else None
         if not isinstance(url, str) or not self._acceptable_url(url):
             raise _ApiError("BadRequestRealtimeUrlError")
+        passed = self.passed_performance_test or (
+            self.sandbox is not None and self.sandbox.passed_performance_test
+        )
         with self._lock:
-            if self.environment == "Production" and not self.passed_performance_test:
+            if self.environment == "Production" and not passed:
                 raise _ApiError("ForbiddenNoPassingTestError")
             self._realtime_url = url
         return Response(b"", status=200)
@@ -913,7 +963,9 @@ class FakeAppStore:
         if url.startswith("https://"):
             return True
         return (
-            self.allow_http_targets and url.startswith("http://") and parts.hostname == "127.0.0.1"
+            self.allow_http_targets
+            and url.startswith("http://")
+            and parts.hostname in LOOPBACK_HOSTS
         )
 
     def _get_realtime_url(self, request: Request) -> Response:
@@ -937,8 +989,13 @@ class FakeAppStore:
         if body is None or "originalTransactionId" not in body:
             raise _ApiError("InvalidPerformanceTestRequestError")
         otid = body["originalTransactionId"]
-        if not isinstance(otid, str) or not otid.isdigit():
+        if (
+            not isinstance(otid, str)
+            or TRANSACTION_ID_PATTERN.fullmatch(otid) is None
+            or int(otid) > INT64_MAX
+        ):
             raise _ApiError("BadRequestTransactionIdError")
+        sold = min(self.current_product_ids(), default=f"{self.bundle_id}.monthly")
         with self._lock:
             if self._running is not None and not self._running.done:
                 raise _ApiError("ExistingPerformanceTestRunError")
@@ -956,7 +1013,8 @@ class FakeAppStore:
             if self._closed:
                 raise _Untyped(503)
             product_id = self.performance_test_product_id or next(
-                (product for product, _locale in self._defaults), f"{self.bundle_id}.monthly"
+                (product for product, _locale in self._defaults),
+                sold,
             )
             run = PerformanceTestRun(
                 request_id=str(uuid.uuid4()),

@@ -4,15 +4,16 @@ Enable them in a ``conftest.py``::
 
     pytest_plugins = ["flask_retention.testing.fixtures"]
 
-Override ``app_store_environment`` (or any other identity fixture) in a test
-module to change what the fake expects; the fake itself is torn down, with
-its server and any running performance test, after each test.
+Override ``app_store_product_ids`` with your app's products, and
+``app_store_environment`` (or any other identity fixture) in a test module to
+change what the fake expects; the fake itself is torn down, with its server
+and any running performance test, after each test.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,6 +45,15 @@ def app_store_issuer_id() -> str:
 def app_store_bundle_id() -> str:
     """The bundle ID the fake expects in the JWT claim ``bid``."""
     return "com.example.retention"
+
+
+@pytest.fixture
+def app_store_product_ids() -> Sequence[str]:
+    """The products the app sells; the fake refuses defaults for others, as Apple does.
+
+    Override it with your app's product IDs.
+    """
+    return ["com.example.retention.monthly", "com.example.retention.yearly"]
 
 
 @pytest.fixture
@@ -80,14 +90,17 @@ def fake_app_store(
     app_store_key_id: str,
     app_store_issuer_id: str,
     app_store_bundle_id: str,
+    app_store_product_ids: Sequence[str],
     app_store_environment: str,
     app_store_signer: AppStoreSigner,
     app_store_performance_test_config: dict[str, int],
 ) -> Iterator[FakeAppStore]:
     """A :class:`FakeAppStore` that accepts tokens signed with ``app_store_key``.
 
-    Its performance test signs with ``app_store_signer`` and may call
-    ``http://127.0.0.1`` URLs.
+    It knows the products ``app_store_product_ids``; its performance test
+    signs with ``app_store_signer``. Like Apple, it accepts only ``https://``
+    real-time URLs: point its performance test at a loopback endpoint by
+    setting ``fake_app_store.realtime_url`` directly.
     """
     store = FakeAppStore(
         public_key=app_store_key.public_key(),
@@ -95,7 +108,7 @@ def fake_app_store(
         issuer_id=app_store_issuer_id,
         bundle_id=app_store_bundle_id,
         environment=app_store_environment,
-        allow_http_targets=True,
+        product_ids=app_store_product_ids,
         signer=app_store_signer,
         performance_test_config=app_store_performance_test_config,
     )

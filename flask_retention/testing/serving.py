@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -34,18 +35,23 @@ def serve(
 ) -> Iterator[str]:
     """Serve ``wsgi_app`` over HTTP in a daemon thread; yields the base URL.
 
-    ``port=0`` picks a free port. The server is threaded (one thread per
-    request) and is shut down, and its thread joined, when the block exits.
-    With a server-side ``ssl_context`` it speaks HTTPS (the URL says so).
+    ``port=0`` picks a free port; a port in use raises ``OSError``. The
+    server is threaded (one thread per request) and is shut down, and its
+    thread joined, when the block exits. With a server-side ``ssl_context`` it
+    speaks HTTPS (the URL says so).
     """
-    server = make_server(
-        host,
-        port,
-        wsgi_app,
-        threaded=True,
-        request_handler=_QuietRequestHandler,
-        ssl_context=ssl_context,
-    )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # Bound here, so that a port in use raises OSError instead of Werkzeug's exit.
+    with socket.create_server((host, port), family=family) as listening:
+        server = make_server(
+            host,
+            port,
+            wsgi_app,
+            threaded=True,
+            request_handler=_QuietRequestHandler,
+            ssl_context=ssl_context,
+            fd=listening.fileno(),
+        )
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
