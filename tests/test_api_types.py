@@ -1,8 +1,9 @@
-"""Request types check Apple's limits; response types parse Apple's fixtures leniently."""
+"""Request types check Apple's limits; response types read whatever JSON object Apple sends."""
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from typing import Any
 
@@ -15,6 +16,7 @@ from flask_retention.api import (
     GetImageListResponse,
     GetImageListResponseItem,
     GetMessageListResponse,
+    GetMessageListResponseItem,
     HeaderPosition,
     ImageSize,
     ImageState,
@@ -22,6 +24,7 @@ from flask_retention.api import (
     PerformanceTestConfig,
     PerformanceTestRequest,
     PerformanceTestResponse,
+    PerformanceTestResponseTimes,
     PerformanceTestResultResponse,
     PerformanceTestStatus,
     RealtimeUrlRequest,
@@ -100,15 +103,329 @@ def test_apple_performance_test_result_fixture_parses() -> None:
     }
 
 
-# -- lenient parsing -----------------------------------------------------------
+# -- tolerant parsing ----------------------------------------------------------
+
+URL = "https://example.com/retention"
+CONFIG = {
+    "maxConcurrentRequests": 10,
+    "responseTimeThreshold": 500,
+    "successRateThreshold": 95,
+    "totalDuration": 60000,
+    "totalRequests": 100,
+}
+PARSED_CONFIG = PerformanceTestConfig(10, 500, 95, 60000, 100)
+TIMES = {"average": 120, "p50": 100, "p90": 200, "p95": 300, "p99": 400}
+PARSED_TIMES = PerformanceTestResponseTimes(120, 100, 200, 300, 400)
+
+#: (type, JSON key, attribute, a good value, what it parses to, read as absent, a wrong type).
+#: The wrong values look like secrets so the tests can check warnings never repeat them.
+FIELDS: list[tuple[Any, str, str, Any, Any, Any, Any]] = [
+    (GetImageListResponseItem, "imageIdentifier", "image_identifier", str(IMAGE), IMAGE, None, 42),
+    (
+        GetImageListResponseItem,
+        "imageState",
+        "image_state",
+        "APPROVED",
+        ImageState.APPROVED,
+        None,
+        ["s3cret"],
+    ),
+    (
+        GetImageListResponseItem,
+        "imageSize",
+        "image_size",
+        "BULLET_POINT",
+        ImageSize.BULLET_POINT,
+        ImageSize.FULL_SIZE,
+        7,
+    ),
+    (
+        GetImageListResponse,
+        "imageIdentifiers",
+        "image_identifiers",
+        [{"imageIdentifier": str(IMAGE), "imageState": "PENDING"}],
+        (GetImageListResponseItem(IMAGE, ImageState.PENDING),),
+        (),
+        {"s3cret": 1},
+    ),
+    (
+        GetMessageListResponseItem,
+        "messageIdentifier",
+        "message_identifier",
+        str(IMAGE),
+        IMAGE,
+        None,
+        "s3cret-not-a-uuid",
+    ),
+    (
+        GetMessageListResponseItem,
+        "messageState",
+        "message_state",
+        "REJECTED",
+        MessageState.REJECTED,
+        None,
+        {"s3cret": True},
+    ),
+    (
+        GetMessageListResponse,
+        "messageIdentifiers",
+        "message_identifiers",
+        [{"messageIdentifier": str(ICON), "messageState": "APPROVED"}],
+        (GetMessageListResponseItem(ICON, MessageState.APPROVED),),
+        (),
+        "s3cret",
+    ),
+    (
+        DefaultConfigurationResponse,
+        "messageIdentifier",
+        "message_identifier",
+        str(ICON),
+        ICON,
+        None,
+        1234567,
+    ),
+    (RealtimeUrlResponse, "realtimeURL", "realtime_url", URL, URL, None, 98765),
+    *[
+        (PerformanceTestConfig, key, attr, CONFIG[key], CONFIG[key], None, "s3cret")
+        for key, attr in [
+            ("maxConcurrentRequests", "max_concurrent_requests"),
+            ("responseTimeThreshold", "response_time_threshold"),
+            ("successRateThreshold", "success_rate_threshold"),
+            ("totalDuration", "total_duration"),
+            ("totalRequests", "total_requests"),
+        ]
+    ],
+    (PerformanceTestResponse, "config", "config", CONFIG, PARSED_CONFIG, None, "s3cret"),
+    (PerformanceTestResponse, "requestId", "request_id", str(ICON), ICON, None, 5),
+    *[
+        (PerformanceTestResponseTimes, key, key, TIMES[key], TIMES[key], None, "s3cret")
+        for key in TIMES
+    ],
+    (PerformanceTestResultResponse, "config", "config", CONFIG, PARSED_CONFIG, None, [1]),
+    (PerformanceTestResultResponse, "target", "target", URL, URL, None, 31337),
+    (
+        PerformanceTestResultResponse,
+        "result",
+        "result",
+        "PASS",
+        PerformanceTestStatus.PASS,
+        None,
+        True,
+    ),
+    (PerformanceTestResultResponse, "successRate", "success_rate", 98, 98, None, "s3cret"),
+    (PerformanceTestResultResponse, "numPending", "num_pending", 0, 0, None, "s3cret"),
+    (
+        PerformanceTestResultResponse,
+        "responseTimes",
+        "response_times",
+        TIMES,
+        PARSED_TIMES,
+        None,
+        "s3cret",
+    ),
+    (
+        PerformanceTestResultResponse,
+        "failures",
+        "failures",
+        {"TIMED_OUT": 2},
+        {SendAttemptResult.TIMED_OUT: 2},
+        {},
+        ["s3cret"],
+    ),
+]
+
+RESPONSE_TYPES = sorted({case[0] for case in FIELDS}, key=lambda t: t.__name__)
 
 
-def test_unknown_fields_are_ignored() -> None:
-    data = fixture("getImageListResponse.json")
-    data["nextPage"] = "abc"
-    data["imageIdentifiers"][0]["uploadedBy"] = "someone"
-    response = GetImageListResponse.from_json(data)
-    assert len(response.image_identifiers) == 1
+def full_body(kind: Any) -> dict[str, Any]:
+    """Every field of ``kind`` with a good value."""
+    return {key: good for t, key, _, good, _, _, _ in FIELDS if t is kind}
+
+
+def field_id(case: tuple[Any, ...]) -> str:
+    return f"{case[0].__name__}.{case[1]}"
+
+
+def read(parsed: Any, attr: str) -> Any:
+    value = getattr(parsed, attr)
+    return dict(value) if attr == "failures" else value
+
+
+def test_every_response_type_is_covered() -> None:
+    assert [t.__name__ for t in RESPONSE_TYPES] == [
+        "DefaultConfigurationResponse",
+        "GetImageListResponse",
+        "GetImageListResponseItem",
+        "GetMessageListResponse",
+        "GetMessageListResponseItem",
+        "PerformanceTestConfig",
+        "PerformanceTestResponse",
+        "PerformanceTestResponseTimes",
+        "PerformanceTestResultResponse",
+        "RealtimeUrlResponse",
+    ]
+
+
+@pytest.mark.parametrize("case", FIELDS, ids=field_id)
+def test_a_missing_field_reads_as_absent_and_the_rest_is_read(
+    case: tuple[Any, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    kind, key, attr, _, parsed, absent, _ = case
+    assert read(kind.from_json(full_body(kind)), attr) == parsed
+    body = full_body(kind)
+    del body[key]
+    result = kind.from_json(body)
+    assert read(result, attr) == absent
+    for other_key in body:
+        (other,) = [c for c in FIELDS if c[0] is kind and c[1] == other_key]
+        assert read(result, other[2]) == other[4], other_key
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize("case", FIELDS, ids=field_id)
+def test_a_null_field_reads_as_absent(
+    case: tuple[Any, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    kind, key, attr, _, _, absent, _ = case
+    result = kind.from_json({**full_body(kind), key: None})
+    assert read(result, attr) == absent
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize("case", FIELDS, ids=field_id)
+def test_a_wrong_typed_field_reads_as_absent_with_a_warning_that_hides_the_value(
+    case: tuple[Any, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    kind, key, attr, _, _, absent, wrong = case
+    caplog.set_level(logging.WARNING, logger="flask_retention.appstore.types")
+    result = kind.from_json({**full_body(kind), key: wrong})
+    assert read(result, attr) == absent
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert f"{kind.__name__}.{key}" in record.getMessage()
+    assert "s3cret" not in record.getMessage()
+    assert str(wrong) not in record.getMessage()
+
+
+@pytest.mark.parametrize("kind", RESPONSE_TYPES, ids=lambda t: t.__name__)
+def test_extra_fields_are_kept_in_raw(kind: Any) -> None:
+    body = {**full_body(kind), "addedByApple": {"nested": [1, "two"]}}
+    result = kind.from_json(body)
+    assert result.raw == body
+    assert result.raw["addedByApple"] == {"nested": [1, "two"]}
+    assert result == kind.from_json(full_body(kind))
+    assert "addedByApple" not in repr(result)
+    assert "raw" not in repr(result)
+
+
+@pytest.mark.parametrize("kind", RESPONSE_TYPES, ids=lambda t: t.__name__)
+def test_raw_is_a_read_only_copy(kind: Any) -> None:
+    body = full_body(kind)
+    result = kind.from_json(body)
+    body["later"] = 1
+    assert "later" not in result.raw
+    raw: Any = result.raw
+    with pytest.raises(TypeError):
+        raw["later"] = 1
+
+
+def test_nested_responses_keep_their_own_raw() -> None:
+    result = PerformanceTestResultResponse.from_json(
+        {"config": {**CONFIG, "rampUp": 5}, "responseTimes": {"p50": 10, "p999": 900}}
+    )
+    assert result.config is not None
+    assert result.config.raw["rampUp"] == 5
+    assert result.response_times is not None
+    assert result.response_times.raw == {"p50": 10, "p999": 900}
+
+
+@pytest.mark.parametrize("kind", RESPONSE_TYPES, ids=lambda t: t.__name__)
+def test_an_empty_object_parses_to_an_empty_response(
+    kind: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    result = kind.from_json({})
+    assert result == kind()
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize("kind", RESPONSE_TYPES, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("body", [[], "text", 5, None], ids=repr)
+def test_a_body_that_is_not_an_object_raises_a_format_error(kind: Any, body: Any) -> None:
+    with pytest.raises(ResponseFormatError, match="not a JSON object"):
+        kind.from_json(body)
+
+
+def test_times_without_average_keep_the_percentiles() -> None:
+    times = PerformanceTestResponseTimes.from_json({"p50": 40, "p90": 80.5, "p99": 120})
+    assert (times.average, times.p50, times.p90, times.p95, times.p99) == (
+        None,
+        40,
+        80.5,
+        None,
+        120,
+    )
+
+
+def test_list_entries_that_are_not_objects_are_skipped_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = {"imageIdentifier": str(IMAGE), "imageState": "APPROVED"}
+    response = GetImageListResponse.from_json({"imageIdentifiers": ["s3cret", good, None]})
+    assert response.image_identifiers == (GetImageListResponseItem(IMAGE, ImageState.APPROVED),)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert "GetImageListResponse.imageIdentifiers[0] is a string" in messages[0]
+    assert "GetImageListResponse.imageIdentifiers[2] is null" in messages[1]
+
+
+def test_list_items_without_identifier_or_state_are_kept() -> None:
+    response = GetMessageListResponse.from_json(
+        {"messageIdentifiers": [{"messageState": "PENDING"}, {"messageIdentifier": str(ICON)}]}
+    )
+    assert response.message_identifiers == (
+        GetMessageListResponseItem(None, MessageState.PENDING),
+        GetMessageListResponseItem(ICON, None),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [(95, 95), (95.0, 95), (97.5, None), (True, None), ("95", None)],
+    ids=repr,
+)
+def test_whole_numbers_accept_integral_floats_only(value: object, parsed: int | None) -> None:
+    assert PerformanceTestConfig.from_json({"successRateThreshold": value}) == (
+        PerformanceTestConfig(success_rate_threshold=parsed)
+    )
+
+
+def test_times_refuse_true_false_as_a_number(caplog: pytest.LogCaptureFixture) -> None:
+    assert PerformanceTestResponseTimes.from_json({"p50": True}).p50 is None
+    assert "PerformanceTestResponseTimes.p50 is true/false, not a number" in caplog.text
+
+
+def test_failure_counts_of_the_wrong_type_are_dropped_and_new_reasons_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    result = PerformanceTestResultResponse.from_json(
+        {
+            "failures": {
+                "TIMED_OUT": 2,
+                "DNS_ISSUE": 1,
+                "OTHER": "s3cret",
+                "NO_RESPONSE": None,
+                "TLS_ISSUE": 3.0,
+            }
+        }
+    )
+    assert dict(result.failures) == {
+        SendAttemptResult.TIMED_OUT: 2,
+        "DNS_ISSUE": 1,
+        SendAttemptResult.TLS_ISSUE: 3,
+    }
+    (record,) = caplog.records
+    assert "PerformanceTestResultResponse.failures['OTHER'] is a string" in record.getMessage()
+    assert "s3cret" not in record.getMessage()
 
 
 def test_unknown_enum_values_are_kept_as_strings() -> None:
@@ -123,19 +440,9 @@ def test_unknown_enum_values_are_kept_as_strings() -> None:
         {"result": "ABORTED", "failures": {"DNS_ISSUE": 3}}
     )
     assert result.result == "ABORTED"
+    assert result.finished
+    assert not result.passed
     assert dict(result.failures) == {"DNS_ISSUE": 3}
-
-
-def test_absent_lists_are_empty() -> None:
-    assert GetImageListResponse.from_json({}).image_identifiers == ()
-    assert GetMessageListResponse.from_json({"messageIdentifiers": None}).message_identifiers == ()
-
-
-def test_absent_image_size_means_full_size() -> None:
-    item = GetImageListResponseItem.from_json(
-        {"imageIdentifier": str(IMAGE), "imageState": "PENDING"}
-    )
-    assert item.image_size is ImageSize.FULL_SIZE
 
 
 def test_pending_performance_result_without_optional_fields_parses() -> None:
@@ -147,25 +454,10 @@ def test_pending_performance_result_without_optional_fields_parses() -> None:
     assert dict(result.failures) == {}
 
 
-@pytest.mark.parametrize(
-    ("parse", "data", "complaint"),
-    [
-        (GetImageListResponse.from_json, [], "not a JSON object"),
-        (GetImageListResponse.from_json, {"imageIdentifiers": {}}, "not a list"),
-        (
-            GetImageListResponse.from_json,
-            {"imageIdentifiers": [{"imageState": "APPROVED"}]},
-            "lacks",
-        ),
-        (DefaultConfigurationResponse.from_json, {"messageIdentifier": "nope"}, "not a UUID"),
-        (RealtimeUrlResponse.from_json, {"realtimeURL": 5}, "not a string"),
-        (PerformanceTestResponse.from_json, {"requestId": str(IMAGE)}, "lacks 'config'"),
-        (PerformanceTestResultResponse.from_json, {"successRate": "98"}, "not a number"),
-    ],
-)
-def test_malformed_responses_raise_a_format_error(parse: Any, data: Any, complaint: str) -> None:
-    with pytest.raises(ResponseFormatError, match=complaint):
-        parse(data)
+def test_a_result_without_a_result_is_not_finished() -> None:
+    result = PerformanceTestResultResponse.from_json({"successRate": 100, "numPending": 0})
+    assert not result.finished
+    assert not result.passed
 
 
 # -- requests ------------------------------------------------------------------

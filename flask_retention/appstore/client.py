@@ -521,19 +521,25 @@ class RetentionAPIClient:
             raise error
 
     def _json(self, call: _Call, parse: Callable[[object], T]) -> T:
+        """The parsed answer; a 2xx body that is not a JSON object is the one failure left.
+
+        The response types read anything else (fields missing, null or of the
+        wrong type) as absent, but with no object there is nothing to read.
+        """
         response = self._send(call)
         name = ENDPOINT_NAMES[call.endpoint]
+        hint = "Apple accepted the call, but its answer cannot be read; retry later."
         try:
             data = response.json()
         except ValueError:
             raise UnexpectedResponseError(
-                "the body is not JSON", status=response.status_code, endpoint=name
+                "the body is not JSON", status=response.status_code, endpoint=name, hint=hint
             ) from None
         try:
             return parse(data)
         except ResponseFormatError as e:
             raise UnexpectedResponseError(
-                str(e), status=response.status_code, endpoint=name
+                str(e), status=response.status_code, endpoint=name, hint=hint
             ) from None
 
     def _sandbox_only(self, endpoint: str) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from flask_retention.appstore.client import (
     ForbiddenError,
     NotFoundError,
+    PerformanceTestConfig,
     PerformanceTestRequest,
     PerformanceTestResponse,
     PerformanceTestResultResponse,
@@ -100,16 +101,35 @@ def _record(row: PerformanceTest) -> PerformanceTestRecord:
 
 
 def configure_realtime_url(
-    catalogue: Catalogue, client: RetentionAPIClient, url: str, *, require_passed_test: bool = True
+    catalogue: Catalogue,
+    client: RetentionAPIClient,
+    url: str,
+    *,
+    require_passed_test: bool = True,
+    allow_loopback_http: bool = False,
 ) -> None:
     """Check ``url`` (https, at most 256 characters), configure it at Apple, record it.
 
     In Production, with ``require_passed_test``, it refuses before calling
     Apple when no recorded performance test passed, and explains Apple's
     ``ForbiddenNoPassingTestError`` when Apple refuses anyway.
+    ``allow_loopback_http`` also sends an ``http://`` URL on loopback
+    (``127.0.0.1``, ``::1``, ``localhost``), for a fake App Store
+    (``flask retention fake-app-store``); it is refused, before any call, when
+    the client talks to Apple's hosts (``*.apple.com``).
     """
+    from urllib.parse import urlsplit
+
+    if allow_loopback_http:
+        host = urlsplit(client.base_url).hostname or ""
+        if host == "apple.com" or host.endswith(".apple.com"):
+            raise GoLiveError(
+                f"http:// real-time URLs are only for a fake App Store, and this client talks "
+                f"to Apple ({host}), which calls only https:// URLs: drop --allow-http and "
+                "give the endpoint's https:// URL."
+            )
     try:
-        check_realtime_url(url)
+        check_realtime_url(url, allow_loopback_http=allow_loopback_http)
     except ValueError as e:
         raise GoLiveError(str(e)) from None
     env = client.environment
@@ -124,7 +144,9 @@ def configure_realtime_url(
             "Sandbox`) and run `flask retention perf-test ORIGINAL_TRANSACTION_ID` first."
         )
     try:
-        client.configure_realtime_url(RealtimeUrlRequest(url))
+        client.configure_realtime_url(
+            RealtimeUrlRequest(url, allow_loopback_http=allow_loopback_http)
+        )
     except ForbiddenError as e:
         if e.error_name == "ForbiddenNoPassingTestError":
             raise GoLiveError(
@@ -138,13 +160,24 @@ def configure_realtime_url(
 
 
 def get_realtime_url(catalogue: Catalogue, client: RetentionAPIClient) -> str | None:
-    """The real-time URL Apple holds (``None``: none); the record is brought in line."""
+    """The real-time URL Apple holds (``None``: none); the record is brought in line.
+
+    Raises :class:`GoLiveError` when Apple answers without the URL (the
+    record is left as it was).
+    """
     try:
         url: str | None = client.get_realtime_url().realtime_url
     except NotFoundError as e:
         if e.error_name != "RealtimeUrlNotFoundError":
             raise
         url = None
+    else:
+        if url is None:
+            raise GoLiveError(
+                f"Apple's {client.environment} answer to Get Realtime URL has no realtimeURL, so "
+                "the URL Apple holds is unknown; try `flask retention realtime-url get` again "
+                "later, or set it again with `flask retention realtime-url set URL`."
+            )
     catalogue.record_realtime_url(client.environment, url)
     return url
 
@@ -159,6 +192,7 @@ def delete_realtime_url(catalogue: Catalogue, client: RetentionAPIClient) -> Non
 
 
 def _result_json(result: PerformanceTestResultResponse) -> dict[str, Any]:
+    """What Apple reported, as recorded (``None`` where Apple's answer had nothing)."""
     times = result.response_times
     return {
         "result": None if result.result is None else str(result.result),
@@ -178,29 +212,41 @@ def _result_json(result: PerformanceTestResultResponse) -> dict[str, Any]:
     }
 
 
-def _config_json(started: PerformanceTestResponse) -> dict[str, Any]:
-    c = started.config
+def _config_json(config: PerformanceTestConfig | None) -> dict[str, Any] | None:
+    """A test's configuration as recorded (``None`` when Apple sent none)."""
+    if config is None:
+        return None
     return {
-        "maxConcurrentRequests": c.max_concurrent_requests,
-        "responseTimeThreshold": c.response_time_threshold,
-        "successRateThreshold": c.success_rate_threshold,
-        "totalDuration": c.total_duration,
-        "totalRequests": c.total_requests,
+        "maxConcurrentRequests": config.max_concurrent_requests,
+        "responseTimeThreshold": config.response_time_threshold,
+        "successRateThreshold": config.success_rate_threshold,
+        "totalDuration": config.total_duration,
+        "totalRequests": config.total_requests,
     }
 
 
 def start_performance_test(
     engine: sa.Engine, client: RetentionAPIClient, original_transaction_id: str
 ) -> PerformanceTestResponse:
-    """Start Apple's performance test of the sandbox real-time URL and record it (``PENDING``)."""
+    """Start Apple's performance test of the sandbox real-time URL and record it (``PENDING``).
+
+    Raises :class:`GoLiveError` when Apple started a test but its answer has
+    no ``requestId``: nothing can follow or record that test.
+    """
     started = client.initiate_performance_test(PerformanceTestRequest(original_transaction_id))
+    if started.request_id is None:
+        raise GoLiveError(
+            "Apple started a performance test but did not return its requestId, so its result "
+            "cannot be fetched; wait a few minutes for that test to end (Apple runs one at a "
+            "time), then run `flask retention perf-test ORIGINAL_TRANSACTION_ID` again."
+        )
     with Session(engine) as session, session.begin():
         session.add(
             PerformanceTest(
                 request_id=started.request_id,
                 environment=client.environment,
                 original_transaction_id=str(original_transaction_id),
-                config=_config_json(started),
+                config=_config_json(started.config),
                 status="PENDING",
             )
         )
@@ -213,7 +259,8 @@ def fetch_performance_test(
     """Ask Apple for a test's state or result once, and record it."""
     result = client.get_performance_test_results(request_id)
     ident = request_id if isinstance(request_id, UUID) else UUID(str(request_id))
-    status = str(result.result) if result.finished else "PENDING"
+    # A result Apple added after this was written is kept, cut to the column's 16 characters.
+    status = str(result.result)[:16] if result.finished else "PENDING"
     with Session(engine) as session, session.begin():
         row = session.scalar(sa.select(PerformanceTest).where(PerformanceTest.request_id == ident))
         if row is None:
@@ -221,15 +268,8 @@ def fetch_performance_test(
             session.add(row)
         row.status = status
         row.results = _result_json(result)
-        if result.config is not None and row.config is None:
-            c = result.config
-            row.config = {
-                "maxConcurrentRequests": c.max_concurrent_requests,
-                "responseTimeThreshold": c.response_time_threshold,
-                "successRateThreshold": c.success_rate_threshold,
-                "totalDuration": c.total_duration,
-                "totalRequests": c.total_requests,
-            }
+        if row.config is None:
+            row.config = _config_json(result.config)
         row.updated_at = utcnow()
     return result
 

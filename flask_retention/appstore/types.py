@@ -3,13 +3,22 @@
 Named after Apple's types (and the classes of Apple's official Python
 library), with Python field names. Requests check Apple's documented limits
 when they are built, so a bad message fails here with a clear ``ValueError``
-instead of at Apple. Responses are parsed leniently, as Apple adds to the
-API over time: unknown fields are ignored, unknown enum values are kept as
-plain strings, and absent optional lists are empty.
+instead of at Apple.
+
+Responses are read as tolerantly as Apple's own libraries read them, since
+Apple adds to the API over time and a call that succeeded at Apple must not
+fail here: every field is optional, and one that is absent, ``null`` or of
+the wrong type reads as ``None`` (a list or mapping as empty; a wrong type is
+logged as a warning that names the field, never its value). Unknown enum
+values are kept as plain strings, and each response keeps the whole JSON
+object it was read from in ``raw``, unknown fields included. Only a body that
+is not a JSON object raises (:class:`ResponseFormatError`).
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +36,8 @@ MAX_BULLET_POINT_TEXT_LENGTH: Final = 66
 #: Apple's Python library (and the Rust one) allow 5.
 MAX_BULLET_POINTS: Final = 5
 MAX_REALTIME_URL_LENGTH: Final = 256
+
+logger = logging.getLogger(__name__)
 
 
 class ImageState(StrEnum):
@@ -238,8 +249,13 @@ class DefaultConfigurationRequest:
         return {"messageIdentifier": str(self.message_identifier)}
 
 
-def check_realtime_url(url: object) -> str:
-    """``url`` if Apple would accept it as the real-time URL (https, <= 256), else ValueError."""
+def check_realtime_url(url: object, *, allow_loopback_http: bool = False) -> str:
+    """``url`` if Apple would accept it as the real-time URL (https, <= 256), else ValueError.
+
+    ``allow_loopback_http`` also accepts an ``http://`` URL on loopback
+    (``127.0.0.1``, ``::1`` or ``localhost``), for a fake App Store on the same
+    machine; Apple refuses those, and any other ``http://`` URL is still refused.
+    """
     if not isinstance(url, str):
         raise ValueError(f"the real-time URL must be a string, not {type(url).__name__}")
     if len(url) > MAX_REALTIME_URL_LENGTH:
@@ -253,21 +269,39 @@ def check_realtime_url(url: object) -> str:
     except ValueError:
         host = None
         parts = None
-    if parts is None or not url.startswith("https://") or not host or any(c.isspace() for c in url):
+    plain_http = url.startswith("http://")
+    loopback = host in ("127.0.0.1", "::1", "localhost")
+    allowed = url.startswith("https://") or (allow_loopback_http and plain_http and loopback)
+    if parts is None or not allowed or not host or any(c.isspace() for c in url):
+        if allow_loopback_http and plain_http and host and not loopback:
+            raise ValueError(
+                "an http:// real-time URL must be on loopback (127.0.0.1, ::1 or localhost), "
+                f"not {url!r}; anywhere else, use https://"
+            )
+        hint = "; a fake App Store on loopback takes it with --allow-http (allow_loopback_http)"
         raise ValueError(
             f"the real-time URL must be an absolute https:// URL with a host, not {url!r}"
+            + (hint if plain_http and loopback else "")
         )
     return url
 
 
 @dataclass(frozen=True, slots=True)
 class RealtimeUrlRequest:
-    """The URL Apple calls for real-time retention messages (``https://``, <= 256 chars)."""
+    """The URL Apple calls for real-time retention messages (``https://``, <= 256 chars).
+
+    ``allow_loopback_http=True`` also accepts ``http://`` on loopback, for a fake
+    App Store only (see :func:`check_realtime_url`).
+    """
 
     realtime_url: str
 
-    def __init__(self, realtime_url: str) -> None:
-        object.__setattr__(self, "realtime_url", check_realtime_url(realtime_url))
+    def __init__(self, realtime_url: str, *, allow_loopback_http: bool = False) -> None:
+        object.__setattr__(
+            self,
+            "realtime_url",
+            check_realtime_url(realtime_url, allow_loopback_http=allow_loopback_http),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object Apple expects (note Apple's capital ``URL``)."""
@@ -300,101 +334,157 @@ class PerformanceTestRequest:
 
 
 class ResponseFormatError(ValueError):
-    """A response body lacks a field Apple documents or has one of the wrong type."""
+    """A response body is not a JSON object, so there is nothing in it to read."""
 
 
 def _object(data: object, what: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
-        raise ResponseFormatError(f"{what} is not a JSON object")
+        raise ResponseFormatError(f"{what} is {_kind(data)}, not a JSON object")
     return data
 
 
-def _field(data: Mapping[str, Any], key: str, what: str) -> Any:
-    if key not in data or data[key] is None:
-        raise ResponseFormatError(f"{what} lacks {key!r}")
-    return data[key]
+def _raw(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A read-only copy of the JSON object a response was parsed from."""
+    return MappingProxyType(copy.deepcopy(dict(obj)))
 
 
-def _uuid_field(data: Mapping[str, Any], key: str, what: str) -> uuid.UUID:
-    value = _field(data, key, what)
-    if not isinstance(value, str):
-        raise ResponseFormatError(f"{what}.{key} is not a string")
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ResponseFormatError(f"{what}.{key} is not a UUID: {value[:60]!r}") from None
+def _no_raw() -> Mapping[str, Any]:
+    return MappingProxyType({})
 
 
-def _str_field(data: Mapping[str, Any], key: str, what: str) -> str:
-    value = _field(data, key, what)
-    if not isinstance(value, str):
-        raise ResponseFormatError(f"{what}.{key} is not a string")
-    return value
+def _kind(value: object) -> str:
+    """What ``value`` is in JSON's words (messages name the kind, never the value)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
 
 
-def _int_value(value: object, where: str) -> int:
+def _ignored(where: str, value: object, expected: str) -> None:
+    logger.warning(
+        "Apple's %s is %s, not %s; read as absent (the answer is kept in raw)",
+        where,
+        _kind(value),
+        expected,
+    )
+
+
+def _str(obj: Mapping[str, Any], key: str, what: str) -> str | None:
+    value = obj.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    _ignored(f"{what}.{key}", value, "a string")
+    return None
+
+
+def _uuid(obj: Mapping[str, Any], key: str, what: str) -> uuid.UUID | None:
+    value = obj.get(key)
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    elif value is None:
+        return None
+    _ignored(f"{what}.{key}", value, "a UUID")
+    return None
+
+
+def _whole(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ResponseFormatError(f"{where} is not a number")
+        return None
     if isinstance(value, float):
-        if not value.is_integer():
-            raise ResponseFormatError(f"{where} is not a whole number")
-        return int(value)
+        return int(value) if value.is_integer() else None
     return value
 
 
-def _int_field(data: Mapping[str, Any], key: str, what: str) -> int:
-    return _int_value(_field(data, key, what), f"{what}.{key}")
+def _int(obj: Mapping[str, Any], key: str, what: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    number = _whole(value)
+    if number is None:
+        _ignored(f"{what}.{key}", value, "a whole number")
+    return number
 
 
-def _number_field(data: Mapping[str, Any], key: str, what: str) -> float:
-    value = _field(data, key, what)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ResponseFormatError(f"{what}.{key} is not a number")
-    return value
+def _number(obj: Mapping[str, Any], key: str, what: str) -> float | None:
+    value = obj.get(key)
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    _ignored(f"{what}.{key}", value, "a number")
+    return None
 
 
-def _optional(data: Mapping[str, Any], key: str) -> bool:
-    return data.get(key) is not None
-
-
-def _enum(enum: type[E], value: object, where: str) -> E | str:
-    if not isinstance(value, str):
-        raise ResponseFormatError(f"{where} is not a string")
+def _known(enum: type[E], value: str) -> E | str:
     try:
         return enum(value)
     except ValueError:
         return value
 
 
-def _list(data: Mapping[str, Any], key: str, what: str) -> list[Any]:
-    value = data.get(key)
+def _enum(enum: type[E], obj: Mapping[str, Any], key: str, what: str) -> E | str | None:
+    value = _str(obj, key, what)
+    return None if value is None else _known(enum, value)
+
+
+def _nested(obj: Mapping[str, Any], key: str, what: str) -> Mapping[str, Any] | None:
+    value = obj.get(key)
+    if value is None or isinstance(value, Mapping):
+        return value
+    _ignored(f"{what}.{key}", value, "an object")
+    return None
+
+
+def _items(obj: Mapping[str, Any], key: str, what: str) -> list[Mapping[str, Any]]:
+    value = obj.get(key)
     if value is None:
         return []
     if not isinstance(value, list):
-        raise ResponseFormatError(f"{what}.{key} is not a list")
-    return value
+        _ignored(f"{what}.{key}", value, "a list")
+        return []
+    items = []
+    for index, item in enumerate(value):
+        if isinstance(item, Mapping):
+            items.append(item)
+        else:
+            _ignored(f"{what}.{key}[{index}]", item, "an object")
+    return items
 
 
 @dataclass(frozen=True, slots=True)
 class GetImageListResponseItem:
-    """One uploaded image: its identifier, review state and size."""
+    """One uploaded image: its identifier, review state and size.
 
-    image_identifier: uuid.UUID
-    image_state: ImageState | str
+    ``image_size`` is Apple's documented default, ``FULL_SIZE``, when Apple
+    gives none (images uploaded before sizes existed).
+    """
+
+    image_identifier: uuid.UUID | None = None
+    image_state: ImageState | str | None = None
     image_size: ImageSize | str = ImageSize.FULL_SIZE
+    raw: Mapping[str, Any] = field(default_factory=_no_raw, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: object) -> GetImageListResponseItem:
         """Parse Apple's JSON object."""
         what = "GetImageListResponseItem"
         obj = _object(data, what)
-        size = obj.get("imageSize")
+        size = _enum(ImageSize, obj, "imageSize", what)
         return cls(
-            image_identifier=_uuid_field(obj, "imageIdentifier", what),
-            image_state=_enum(ImageState, _field(obj, "imageState", what), f"{what}.imageState"),
-            image_size=(
-                ImageSize.FULL_SIZE if size is None else _enum(ImageSize, size, f"{what}.imageSize")
-            ),
+            image_identifier=_uuid(obj, "imageIdentifier", what),
+            image_state=_enum(ImageState, obj, "imageState", what),
+            image_size=ImageSize.FULL_SIZE if size is None else size,
+            raw=_raw(obj),
         )
 
 
@@ -403,21 +493,27 @@ class GetImageListResponse:
     """Every image uploaded in this environment."""
 
     image_identifiers: tuple[GetImageListResponseItem, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=_no_raw, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: object) -> GetImageListResponse:
         """Parse Apple's JSON object."""
-        obj = _object(data, "GetImageListResponse")
-        items = _list(obj, "imageIdentifiers", "GetImageListResponse")
-        return cls(image_identifiers=tuple(GetImageListResponseItem.from_json(i) for i in items))
+        what = "GetImageListResponse"
+        obj = _object(data, what)
+        items = _items(obj, "imageIdentifiers", what)
+        return cls(
+            image_identifiers=tuple(GetImageListResponseItem.from_json(i) for i in items),
+            raw=_raw(obj),
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class GetMessageListResponseItem:
     """One uploaded message: its identifier and review state."""
 
-    message_identifier: uuid.UUID
-    message_state: MessageState | str
+    message_identifier: uuid.UUID | None = None
+    message_state: MessageState | str | None = None
+    raw: Mapping[str, Any] = field(default_factory=_no_raw, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: object) -> GetMessageListResponseItem:
@@ -425,10 +521,9 @@ class GetMessageListResponseItem:
         what = "GetMessageListResponseItem"
         obj = _object(data, what)
         return cls(
-            message_identifier=_uuid_field(obj, "messageIdentifier", what),
-            message_state=_enum(
-                MessageState, _field(obj, "messageState", what), f"{what}.messageState"
-            ),
+            message_identifier=_uuid(obj, "messageIdentifier", what),
+            message_state=_enum(MessageState, obj, "messageState", what),
+            raw=_raw(obj),
         )
 
 
@@ -437,14 +532,17 @@ class GetMessageListResponse:
     """Every message uploaded in this environment."""
 
     message_identifiers: tuple[GetMessageListResponseItem, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=_no_raw, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: object) -> GetMessageListResponse:
         """Parse Apple's JSON object."""
-        obj = _object(data, "GetMessageListResponse")
-        items = _list(obj, "messageIdentifiers", "GetMessageListResponse")
+        what = "GetMessageListResponse"
+        obj = _object(data, what)
+        items = _items(obj, "messageIdentifiers", what)
         return cls(
-            message_identifiers=tuple(GetMessageListResponseItem.from_json(i) for i in items)
+            message_identifiers=tuple(GetMessageListResponseItem.from_json(i) for i in items),
+            raw=_raw(obj),
         )
 
 
@@ -452,37 +550,42 @@ class GetMessageListResponse:
 class DefaultConfigurationResponse:
     """The default message configured for a product and locale."""
 
-    message_identifier: uuid.UUID
+    message_identifier: uuid.UUID | None = None
+    raw: Mapping[str, Any] = field(default_factory=_no_raw, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: object) -> DefaultConfigurationResponse:
         """Parse Apple's JSON object."""
         what = "DefaultConfigurationResponse"
-        return cls(message_identifier=_uuid_field(_object(data, what), "messageIdentifier", what))
+        obj = _object(data, what)
+        return cls(message_identifier=_uuid(obj, "messageIdentifier", what), raw=_raw(obj))
 
 
 @dataclass(frozen=True, slots=True)
 class RealtimeUrlResponse:
     """The real-time URL configured in this environment."""
 
-    realtime_url: str
+    realtime_url: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=_no_raw, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: object) -> RealtimeUrlResponse:
         """Parse Apple's JSON object."""
         what = "RealtimeUrlResponse"
-        return cls(realtime_url=_str_field(_object(data, what), "realtimeURL", what))
+        obj = _object(data, what)
+        return cls(realtime_url=_str(obj, "realtimeURL", what), raw=_raw(obj))
 
 
 @dataclass(frozen=True, slots=True)
 class PerformanceTestConfig:
     """How Apple runs a performance test (durations and thresholds in milliseconds)."""
 
-    max_concurrent_requests: int
-    response_time_threshold: int
-    success_rate_threshold: int
-    total_duration: int
-    total_requests: int
+    max_concurrent_requests: int | None = None
+    response_time_threshold: int | None = None
+    success_rate_threshold: int | None = None
+    total_duration: int | None = None
+    total_requests: int | None = None
+    raw: Mapping[str, Any] = field(default_factory=_no_raw, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: object) -> PerformanceTestConfig:
@@ -490,20 +593,27 @@ class PerformanceTestConfig:
         what = "PerformanceTestConfig"
         obj = _object(data, what)
         return cls(
-            max_concurrent_requests=_int_field(obj, "maxConcurrentRequests", what),
-            response_time_threshold=_int_field(obj, "responseTimeThreshold", what),
-            success_rate_threshold=_int_field(obj, "successRateThreshold", what),
-            total_duration=_int_field(obj, "totalDuration", what),
-            total_requests=_int_field(obj, "totalRequests", what),
+            max_concurrent_requests=_int(obj, "maxConcurrentRequests", what),
+            response_time_threshold=_int(obj, "responseTimeThreshold", what),
+            success_rate_threshold=_int(obj, "successRateThreshold", what),
+            total_duration=_int(obj, "totalDuration", what),
+            total_requests=_int(obj, "totalRequests", what),
+            raw=_raw(obj),
         )
+
+
+def _config(obj: Mapping[str, Any], what: str) -> PerformanceTestConfig | None:
+    config = _nested(obj, "config", what)
+    return None if config is None else PerformanceTestConfig.from_json(config)
 
 
 @dataclass(frozen=True, slots=True)
 class PerformanceTestResponse:
     """A started performance test: its configuration and the ``request_id`` to poll."""
 
-    config: PerformanceTestConfig
-    request_id: uuid.UUID
+    config: PerformanceTestConfig | None = None
+    request_id: uuid.UUID | None = None
+    raw: Mapping[str, Any] = field(default_factory=_no_raw, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: object) -> PerformanceTestResponse:
@@ -511,8 +621,9 @@ class PerformanceTestResponse:
         what = "PerformanceTestResponse"
         obj = _object(data, what)
         return cls(
-            config=PerformanceTestConfig.from_json(_field(obj, "config", what)),
-            request_id=_uuid_field(obj, "requestId", what),
+            config=_config(obj, what),
+            request_id=_uuid(obj, "requestId", what),
+            raw=_raw(obj),
         )
 
 
@@ -520,11 +631,12 @@ class PerformanceTestResponse:
 class PerformanceTestResponseTimes:
     """Latency statistics of a performance test, in milliseconds."""
 
-    average: float
-    p50: float
-    p90: float
-    p95: float
-    p99: float
+    average: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    raw: Mapping[str, Any] = field(default_factory=_no_raw, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: object) -> PerformanceTestResponseTimes:
@@ -532,11 +644,12 @@ class PerformanceTestResponseTimes:
         what = "PerformanceTestResponseTimes"
         obj = _object(data, what)
         return cls(
-            average=_number_field(obj, "average", what),
-            p50=_number_field(obj, "p50", what),
-            p90=_number_field(obj, "p90", what),
-            p95=_number_field(obj, "p95", what),
-            p99=_number_field(obj, "p99", what),
+            average=_number(obj, "average", what),
+            p50=_number(obj, "p50", what),
+            p90=_number(obj, "p90", what),
+            p95=_number(obj, "p95", what),
+            p99=_number(obj, "p99", what),
+            raw=_raw(obj),
         )
 
 
@@ -544,9 +657,8 @@ class PerformanceTestResponseTimes:
 class PerformanceTestResultResponse:
     """The state or outcome of a performance test.
 
-    Apple marks every field required, but a test still running may lack some,
-    so they are optional here; ``failures`` maps a :class:`SendAttemptResult`
-    (or a newer reason, as a string) to its count and is empty when absent.
+    ``failures`` maps a :class:`SendAttemptResult` (or a newer reason, as a
+    string) to its count and is empty when absent.
     """
 
     config: PerformanceTestConfig | None = None
@@ -558,6 +670,7 @@ class PerformanceTestResultResponse:
     failures: Mapping[SendAttemptResult | str, int] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    raw: Mapping[str, Any] = field(default_factory=_no_raw, repr=False, compare=False)
 
     @property
     def finished(self) -> bool:
@@ -575,34 +688,21 @@ class PerformanceTestResultResponse:
         what = "PerformanceTestResultResponse"
         obj = _object(data, what)
         failures: dict[SendAttemptResult | str, int] = {}
-        raw_failures = obj.get("failures")
-        if raw_failures is not None:
-            for key, count in _object(raw_failures, f"{what}.failures").items():
-                reason = _enum(SendAttemptResult, key, f"{what}.failures key")
-                failures[reason] = _int_value(count, f"{what}.failures[{key!r}]")
-        target = obj.get("target")
-        if target is not None and not isinstance(target, str):
-            raise ResponseFormatError(f"{what}.target is not a string")
+        for key, count in (_nested(obj, "failures", what) or {}).items():
+            number = _whole(count)
+            if number is None:
+                if count is not None:
+                    _ignored(f"{what}.failures[{str(key)[:60]!r}]", count, "a whole number")
+                continue
+            failures[_known(SendAttemptResult, str(key))] = number
+        times = _nested(obj, "responseTimes", what)
         return cls(
-            config=(
-                PerformanceTestConfig.from_json(obj["config"]) if _optional(obj, "config") else None
-            ),
-            target=target,
-            result=(
-                _enum(PerformanceTestStatus, obj["result"], f"{what}.result")
-                if _optional(obj, "result")
-                else None
-            ),
-            success_rate=(
-                _int_field(obj, "successRate", what) if _optional(obj, "successRate") else None
-            ),
-            num_pending=(
-                _int_field(obj, "numPending", what) if _optional(obj, "numPending") else None
-            ),
-            response_times=(
-                PerformanceTestResponseTimes.from_json(obj["responseTimes"])
-                if _optional(obj, "responseTimes")
-                else None
-            ),
+            config=_config(obj, what),
+            target=_str(obj, "target", what),
+            result=_enum(PerformanceTestStatus, obj, "result", what),
+            success_rate=_int(obj, "successRate", what),
+            num_pending=_int(obj, "numPending", what),
+            response_times=None if times is None else PerformanceTestResponseTimes.from_json(times),
             failures=MappingProxyType(failures),
+            raw=_raw(obj),
         )
