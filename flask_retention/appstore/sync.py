@@ -2,7 +2,10 @@
 
 :func:`plan_sync` compares the local catalogue (and what sync recorded of
 Apple's state) with one Get Image List and one Get Message List of the
-environment, and returns a :class:`SyncPlan`; :func:`run_sync` applies it in
+environment, plus one Get Default Message per default that needs reading
+(:func:`read_apple_defaults`: those whose message Apple no longer lists, or
+every managed one with ``verify_defaults``), and returns a :class:`SyncPlan`;
+:func:`run_sync` applies it in
 dependency order (images, messages, defaults; removals in reverse), records
 each step as it succeeds, and holds a lock row in the database so that one
 sync at a time talks to Apple for an environment.
@@ -36,12 +39,13 @@ from flask_retention.appstore.client import (
     UploadMessageImage,
     UploadMessageRequestBody,
 )
-from flask_retention.catalogue.models import SyncLock, utcnow
+from flask_retention.catalogue.models import APPLE_STATES, SyncLock, utcnow
 from flask_retention.catalogue.store import Catalogue, StoredImage, StoredMessage
 from flask_retention.core.errors import RetentionError
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
+    "DefaultDrift",
     "PlanNote",
     "SyncLockHandle",
     "SyncLockedError",
@@ -51,7 +55,9 @@ __all__ = [
     "SyncStep",
     "acquire_sync_lock",
     "make_plan",
+    "managed_default_slots",
     "plan_sync",
+    "read_apple_defaults",
     "run_sync",
 ]
 
@@ -61,6 +67,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_LOCK_TIMEOUT: Final = 900.0
 
 APPROVED: Final = "APPROVED"
+
+#: Apple's error name for "this product and locale have no default message".
+DEFAULT_NOT_FOUND: Final = "DefaultMessageNotFoundError"
+
+Slot = tuple[str, str]
 
 Action = Literal[
     "upload_image",
@@ -180,6 +191,57 @@ class PlanNote:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class DefaultDrift:
+    """A default Apple holds other than sync recorded, as Get Default Message just read it.
+
+    ``recorded`` and ``apple`` are message UUIDs (``None``: no default);
+    ``recorded_version`` and ``apple_version`` the catalogue's name and
+    version of that message (``None`` when there is none or it is unknown here).
+    """
+
+    product_id: str
+    locale: str
+    recorded: UUID | None
+    apple: UUID | None
+    recorded_version: tuple[str, int] | None = None
+    apple_version: tuple[str, int] | None = None
+
+    def describe(self) -> str:
+        """One line for people: what Apple holds, what was recorded."""
+        apple = _held(self.apple, self.apple_version)
+        recorded = _held(self.recorded, self.recorded_version)
+        slot = f"{self.product_id} / {self.locale}"
+        return f"default {slot}: Apple holds {apple}; recorded {recorded}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The drift as JSON-ready data."""
+        return {
+            "product_id": self.product_id,
+            "locale": self.locale,
+            "apple": _held_json(self.apple, self.apple_version),
+            "recorded": _held_json(self.recorded, self.recorded_version),
+        }
+
+
+def _held(ident: UUID | None, version: tuple[str, int] | None) -> str:
+    if ident is None:
+        return "none"
+    if version is None:
+        return f"{ident} (unknown here)"
+    return f"{version[0]} v{version[1]}"
+
+
+def _held_json(ident: UUID | None, version: tuple[str, int] | None) -> dict[str, Any] | None:
+    if ident is None:
+        return None
+    return {
+        "uuid": str(ident),
+        "name": None if version is None else version[0],
+        "version": None if version is None else version[1],
+    }
+
+
 @dataclass(frozen=True)
 class SyncPlan:
     """What a sync would do in ``environment``, and what it would only report.
@@ -187,7 +249,10 @@ class SyncPlan:
     ``steps`` are in the order they run: uploads (images, then messages),
     defaults to configure, then removals (defaults, messages, images).
     ``remote_images`` and ``remote_messages`` are Apple's lists the plan was
-    made from (identifier -> review state).
+    made from (identifier -> review state). ``read_defaults`` are the
+    defaults read from Apple for this plan ((product, locale) -> message
+    UUID, ``None`` for none), and ``drift`` those that differ from what was
+    recorded.
     """
 
     environment: str
@@ -198,6 +263,8 @@ class SyncPlan:
     prune: bool = False
     remote_images: Mapping[UUID, str] = field(default_factory=dict, repr=False)
     remote_messages: Mapping[UUID, str] = field(default_factory=dict, repr=False)
+    read_defaults: Mapping[Slot, UUID | None] = field(default_factory=dict, repr=False)
+    drift: tuple[DefaultDrift, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -232,6 +299,11 @@ class SyncPlan:
             "waiting": [n.to_json() for n in self.waiting],
             "rejected": [n.to_json() for n in self.rejected],
             "unknown": [n.to_json() for n in self.unknown],
+            "defaults_read": [
+                {"product_id": p, "locale": loc, "apple": None if u is None else str(u)}
+                for (p, loc), u in sorted(self.read_defaults.items())
+            ],
+            "drift": [d.to_json() for d in self.drift],
         }
 
 
@@ -282,6 +354,7 @@ def make_plan(
     remote_messages: Mapping[UUID, str],
     *,
     prune: bool = False,
+    read_defaults: Mapping[Slot, UUID | None] | None = None,
 ) -> SyncPlan:
     """The plan for ``environment`` given Apple's lists (identifier -> state); no calls.
 
@@ -289,12 +362,22 @@ def make_plan(
     approved (with its images); an older version is deleted only once a newer
     one is approved and no default of Apple's points to it; an image once no
     message left at Apple uses it. Remote items unknown here are deleted only
-    with ``prune``.
+    with ``prune``. ``read_defaults`` ((product, locale) -> message UUID or
+    ``None``, from :func:`read_apple_defaults`) override what was recorded
+    for those slots, and the differences are the plan's ``drift``; nothing
+    is recorded here.
     """
     images = catalogue.image_versions()
     messages = catalogue.message_versions()
     defaults = catalogue.list_defaults()
-    apple_defaults = catalogue.apple_defaults(environment)
+    recorded_defaults = catalogue.apple_defaults(environment)
+    read_defaults = dict(read_defaults or {})
+    drift = _drift(recorded_defaults, read_defaults, messages)
+    apple_defaults = {
+        slot: ident
+        for slot, ident in {**recorded_defaults, **read_defaults}.items()
+        if ident is not None
+    }
     known_images = {i.uuid for i in images}
     known_messages = {m.uuid for m in messages}
 
@@ -430,38 +513,189 @@ def make_plan(
         prune=prune,
         remote_images=dict(remote_images),
         remote_messages=dict(remote_messages),
+        read_defaults=read_defaults,
+        drift=drift,
     )
 
 
+def _drift(
+    recorded: Mapping[Slot, UUID],
+    read: Mapping[Slot, UUID | None],
+    messages: Iterable[StoredMessage],
+) -> tuple[DefaultDrift, ...]:
+    """The slots where what Apple answered differs from what was recorded."""
+    versions = {m.uuid: (m.name, m.version) for m in messages}
+    found = []
+    for (product_id, locale), apple in sorted(read.items()):
+        before = recorded.get((product_id, locale))
+        if apple == before:
+            continue
+        found.append(
+            DefaultDrift(
+                product_id,
+                locale,
+                recorded=before,
+                apple=apple,
+                recorded_version=None if before is None else versions.get(before),
+                apple_version=None if apple is None else versions.get(apple),
+            )
+        )
+    return tuple(found)
+
+
 def _pull(client: RetentionAPIClient) -> tuple[dict[UUID, str], dict[UUID, str]]:
-    """Apple's image and message lists: one call each."""
-    images = {
-        i.image_identifier: str(i.image_state) for i in client.get_image_list().image_identifiers
-    }
-    messages = {
-        m.message_identifier: str(m.message_state)
-        for m in client.get_message_list().message_identifiers
-    }
+    """Apple's image and message lists: one call each.
+
+    An item Apple lists without an identifier is skipped, with a warning:
+    nothing can be done with it. An item without a review state, or with one
+    that is not ``PENDING``, ``APPROVED`` or ``REJECTED``, counts as
+    ``PENDING``, with a warning: Apple holds it, so sync does not upload it
+    again, and it is not known to be approved, so no default points to it and
+    no older version is deleted for it. The next sync reads the state again.
+    """
+
+    def states(kind: str, listed: Iterable[tuple[UUID | None, str | None]]) -> dict[UUID, str]:
+        found: dict[UUID, str] = {}
+        for ident, state in listed:
+            if ident is None:
+                logger.warning("Apple lists %s without an identifier; skipped", kind)
+                continue
+            if state is None or str(state) not in APPLE_STATES:
+                logger.warning(
+                    "Apple lists %s %s %s; counted as PENDING (held, not approved)",
+                    kind,
+                    ident,
+                    "without a review state"
+                    if state is None
+                    else f"in review state {str(state)[:40]!r}, which sync does not know",
+                )
+                state = "PENDING"
+            found[ident] = str(state)
+        return found
+
+    images = states(
+        "an image",
+        ((i.image_identifier, i.image_state) for i in client.get_image_list().image_identifiers),
+    )
+    messages = states(
+        "a message",
+        (
+            (m.message_identifier, m.message_state)
+            for m in client.get_message_list().message_identifiers
+        ),
+    )
     return images, messages
 
 
-def plan_sync(catalogue: Catalogue, client: RetentionAPIClient, *, prune: bool = False) -> SyncPlan:
-    """The plan for the client's environment, from one Get Image List and one Get Message List.
+def managed_default_slots(catalogue: Catalogue, environment: str) -> list[Slot]:
+    """The (product, locale) slots sync manages in ``environment``, sorted: the local
+    defaults and the slots recorded as held at Apple (a default removed here but
+    still at Apple is still ours to delete)."""
+    local = {(d.product_id, d.locale) for d in catalogue.list_defaults()}
+    return sorted(local | set(catalogue.apple_defaults(environment)))
 
-    Nothing changes on either side (this is ``sync --dry-run``).
+
+def read_apple_defaults(
+    client: RetentionAPIClient,
+    slots: Iterable[Slot],
+    *,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> dict[Slot, UUID | None]:
+    """What Apple holds as default per (product, locale): one Get Default Message per
+    slot, in order; ``None`` where Apple answers ``DefaultMessageNotFoundError``.
+
+    The client paces the calls (1 request/s in Production, one per 10 s in
+    the sandbox). ``progress(done, total, eta_seconds)`` is called before
+    each read and at the end, ``eta_seconds`` being the reads left times the
+    client's interval. Records nothing; any other error of Apple's is raised.
+    A slot whose answer holds no readable message identifier is left out,
+    with a warning: Apple holds a default there, but not one known to be
+    lost or changed, so what was recorded stands.
+    """
+    wanted = list(slots)
+    interval = client.limit("get_default_message").interval
+    held: dict[Slot, UUID | None] = {}
+    for done, (product_id, locale) in enumerate(wanted):
+        if progress is not None:
+            progress(done, len(wanted), interval * (len(wanted) - done))
+        try:
+            answer = client.get_default_message(product_id, locale)
+        except NotFoundError as e:
+            if e.error_name != DEFAULT_NOT_FOUND:
+                raise
+            held[(product_id, locale)] = None
+            continue
+        if answer.message_identifier is None:
+            logger.warning(
+                "Apple's default of %s / %s has no readable messageIdentifier; "
+                "what was recorded stands",
+                product_id,
+                locale,
+            )
+            continue
+        held[(product_id, locale)] = answer.message_identifier
+    if progress is not None:
+        progress(len(wanted), len(wanted), 0.0)
+    return held
+
+
+def _slots_to_read(
+    catalogue: Catalogue,
+    environment: str,
+    remote_messages: Mapping[UUID, str],
+    verify_defaults: bool,
+) -> list[Slot]:
+    """Every managed slot with ``verify_defaults``; else those recorded with a message
+    Apple no longer lists (Apple cannot hold that default any more)."""
+    if verify_defaults:
+        return managed_default_slots(catalogue, environment)
+    return sorted(
+        slot
+        for slot, ident in catalogue.apple_defaults(environment).items()
+        if ident not in remote_messages
+    )
+
+
+def plan_sync(
+    catalogue: Catalogue,
+    client: RetentionAPIClient,
+    *,
+    prune: bool = False,
+    verify_defaults: bool = False,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> SyncPlan:
+    """The plan for the client's environment, from one Get Image List, one Get Message
+    List and one Get Default Message per default read.
+
+    Defaults are read whose recorded message Apple no longer lists, and
+    with ``verify_defaults`` every slot of :func:`managed_default_slots`;
+    ``progress`` follows the reads (see :func:`read_apple_defaults`). Nothing
+    changes on either side (this is ``sync --dry-run``): what was read is in
+    the plan (``read_defaults``, ``drift``), and :func:`run_sync` records it.
     """
     remote_images, remote_messages = _pull(client)
-    return make_plan(catalogue, client.environment, remote_images, remote_messages, prune=prune)
+    env = client.environment
+    slots = _slots_to_read(catalogue, env, remote_messages, verify_defaults)
+    read = read_apple_defaults(client, slots, progress=progress) if slots else {}
+    return make_plan(
+        catalogue, env, remote_images, remote_messages, prune=prune, read_defaults=read
+    )
 
 
 def record_pulled_states(catalogue: Catalogue, plan: SyncPlan) -> int:
-    """Record Apple's review states from the plan's lists; the count of changes.
+    """Record Apple's review states from the plan's lists, and the defaults it read
+    where they drifted; the count of changes.
 
     Versions Apple no longer lists but that were recorded as uploaded go back
-    to "not uploaded", so the next plan uploads them again.
+    to "not uploaded", so the next plan uploads them again; a default Apple
+    lost or changed is recorded as Apple holds it, so the next plan (and
+    ``status``) starts from the truth.
     """
     env = plan.environment
     changed = 0
+    for drift in plan.drift:
+        catalogue.record_apple_default(drift.product_id, drift.locale, env, drift.apple)
+        changed += 1
     now = utcnow()
     for kind, versions, remote in (
         ("image", catalogue.image_versions(), plan.remote_images),
@@ -733,23 +967,34 @@ def run_sync(
     owner: str | None = None,
     progress: Callable[[SyncProgress], None] | None = None,
     plan: SyncPlan | None = None,
+    verify_defaults: bool = False,
+    read_progress: Callable[[int, int, float], None] | None = None,
 ) -> SyncResult:
     """Bring Apple's ``client.environment`` in line with the catalogue; see the module doc.
 
     With ``dry_run`` only the plan is made (no lock, nothing recorded). A
     ``plan`` just made by :func:`plan_sync` may be passed to save pulling the
-    lists again (the CLI shows it and asks first). ``progress`` is called
-    before each step and at the end. Raises :class:`SyncLockedError` when
-    another sync of the environment runs, and the client's ``APIError`` when
-    Apple fails: what succeeded is recorded, and the next run finishes.
+    lists again (the CLI shows it and asks first). ``verify_defaults`` reads
+    every managed default from Apple first (see :func:`plan_sync`; ignored
+    with ``plan``), ``read_progress`` follows those reads; the defaults read
+    are recorded before any step. ``progress`` is called before each step
+    and at the end. Raises :class:`SyncLockedError` when another sync of the
+    environment runs, and the client's ``APIError`` when Apple fails: what
+    succeeded is recorded, and the next run finishes.
     """
     env = client.environment
+
+    def make() -> SyncPlan:
+        return plan_sync(
+            catalogue, client, prune=prune, verify_defaults=verify_defaults, progress=read_progress
+        )
+
     if dry_run:
-        plan = plan if plan is not None else plan_sync(catalogue, client, prune=prune)
+        plan = plan if plan is not None else make()
         return SyncResult(env, plan, (), plan, dry_run=True)
     lock = acquire_sync_lock(catalogue.engine, env, owner=owner, timeout=lock_timeout)
     with lock:
-        first = plan_sync(catalogue, client, prune=prune) if plan is None else plan
+        first = make() if plan is None else plan
         record_pulled_states(catalogue, first)
         done: list[SyncStep] = []
         images = {i.uuid: i for i in catalogue.image_versions()}
@@ -777,8 +1022,9 @@ def run_sync(
         apply(uploads)
         current = first
         if uploads:
-            # Apple's review states of what just landed decide the defaults and removals.
-            current = plan_sync(catalogue, client, prune=prune)
+            # Apple's review states of what just landed decide the defaults and removals
+            # (the defaults read are recorded: only a default lost since then is read again).
+            current = plan_sync(catalogue, client, prune=prune, progress=read_progress)
             record_pulled_states(catalogue, current)
         rest = [s for s in current.steps if not s.action.startswith("upload")]
         apply(rest)

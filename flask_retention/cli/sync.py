@@ -6,6 +6,7 @@ and :mod:`flask_retention.appstore.checks`.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import click
@@ -45,6 +46,12 @@ def _print_plan(plan: Any, client: Any) -> None:
     from flask_retention.appstore.sync import wait_estimate
 
     click.echo(f"Sync plan for {plan.environment}:")
+    if plan.drift:
+        click.echo("Defaults at Apple differ from what was recorded:")
+        for drift in plan.drift:
+            click.echo(f"  {drift.describe()}")
+    elif plan.read_defaults:
+        click.echo(f"Defaults read from Apple: {len(plan.read_defaults)}, all as recorded.")
     if plan.steps:
         table(["STEP", "KIND", "WHAT", "UUID"], [_step_row(s) for s in plan.steps])
         click.echo(
@@ -76,21 +83,37 @@ def _print_notes(plan: Any) -> None:
 @retention_cli.command("sync", short_help="Sync the catalogue with Apple (plan, upload, defaults).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing on either side.")
 @click.option("--prune", is_flag=True, help="Also delete images and messages unknown here.")
+@click.option(
+    "--verify-defaults",
+    is_flag=True,
+    help="Read every managed default back from Apple first (one Get Default Message each, "
+    "paced: 1 s apart in Production, 10 s in the sandbox) and configure again any that Apple "
+    "lost or changed.",
+)
 @environment_option
 @yes_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and result as JSON.")
 def sync_command(
-    dry_run: bool, prune: bool, environment: str | None, yes: bool, as_json: bool
+    dry_run: bool,
+    prune: bool,
+    verify_defaults: bool,
+    environment: str | None,
+    yes: bool,
+    as_json: bool,
 ) -> None:
     """Upload the catalogue to Apple, pull review states and configure the defaults.
 
     The plan comes from what was recorded plus one Get Image List and one
-    Get Message List. Images go first, then messages, then defaults (only
-    once Apple approved the message and its images); removals run in
-    reverse, and an old version is deleted only after its successor is
-    approved and the defaults point to it. One sync at a time per
-    environment; a sync that stopped half-way is finished by running it
-    again, and a sync with nothing to do makes no change at Apple.
+    Get Message List, and one Get Default Message for each default whose
+    message Apple no longer lists (`--verify-defaults`: for every default
+    managed here); a default Apple lost or changed is configured again, and
+    the plan shows what Apple holds beside what was recorded. Images go
+    first, then messages, then defaults (only once Apple approved the
+    message and its images); removals run in reverse, and an old version is
+    deleted only after its successor is approved and the defaults point to
+    it. One sync at a time per environment; a sync that stopped half-way is
+    finished by running it again, and a sync with nothing to do makes no
+    change at Apple.
     """
     from flask_retention.appstore.sync import SyncProgress, plan_sync, run_sync, wait_estimate
 
@@ -98,8 +121,29 @@ def sync_command(
     with failures():
         timeout = current_retention().tuning.sync_lock_timeout
         catalogue = current_retention().catalogue
-        with _client(env) as client:
-            plan = plan_sync(catalogue, client, prune=prune)
+        with _client(env) as client, Progress(1, "Reading defaults from Apple") as reading:
+            interval = client.limit("get_default_message").interval
+            where = "the sandbox" if env == "Sandbox" else "production"
+            which = "from Apple" if verify_defaults else "whose message Apple no longer lists"
+
+            def read_progress(done: int, total: int, eta: float) -> None:
+                if done == 0 and total:
+                    click.echo(
+                        f"Reading {total} default{'' if total == 1 else 's'} {which}: "
+                        f"about {wait_estimate(eta)} (Get Default Message: 1 request every "
+                        f"{interval:g} s in {where})",
+                        err=as_json,
+                    )
+                reading.show(done, total, f"Reading defaults (about {wait_estimate(eta)} left)")
+
+            plan = plan_sync(
+                catalogue,
+                client,
+                prune=prune,
+                verify_defaults=verify_defaults,
+                progress=read_progress,
+            )
+            reading.close()
             if not as_json:
                 _print_plan(plan, client)
             if dry_run:
@@ -136,6 +180,9 @@ def sync_command(
     if result.taken_over_from:
         click.echo(f"Took over a stale sync lock from {result.taken_over_from}.")
     click.echo(f"Applied {len(result.steps)} change(s) to {env}.")
+    if result.plan.drift:
+        count = len(result.plan.drift)
+        click.echo(f"Recorded {count} default{'' if count == 1 else 's'} as Apple holds them.")
     if result.final.steps:
         click.echo(f"{len(result.final.steps)} change(s) wait for a later sync.")
     _print_notes(result.final)
@@ -230,11 +277,19 @@ def realtime_url_group() -> None:
 @realtime_url_group.command("set")
 @click.argument("url")
 @environment_option
-def realtime_url_set_command(url: str, environment: str | None) -> None:
+@click.option(
+    "--allow-http",
+    is_flag=True,
+    help="Also send an http:// URL on loopback (127.0.0.1, ::1, localhost), for a fake "
+    "App Store (`fake-app-store`); refused when talking to Apple.",
+)
+def realtime_url_set_command(url: str, environment: str | None, allow_http: bool) -> None:
     """Configure URL (https://, at most 256 characters) at Apple.
 
     Production needs a passed performance test first (`perf-test` in the
     sandbox): without one recorded, this refuses before calling Apple.
+    `--allow-http` lets a loopback http:// URL through to a fake App Store;
+    it is refused, before any call, against Apple's hosts.
     """
     from flask_retention.appstore.golive import configure_realtime_url
 
@@ -242,7 +297,7 @@ def realtime_url_set_command(url: str, environment: str | None) -> None:
     with failures():
         catalogue = current_retention().catalogue
         with _client(env) as client:
-            configure_realtime_url(catalogue, client, url)
+            configure_realtime_url(catalogue, client, url, allow_loopback_http=allow_http)
     click.echo(f"Apple's {env} real-time URL is {url}.")
 
 
@@ -284,11 +339,25 @@ def _print_result(result: Any) -> None:
     if result.success_rate is not None:
         click.echo(f"Success rate: {result.success_rate}%")
     times = result.response_times
-    if times is not None:
-        click.echo(
-            f"Response times (ms): p50 {times.p50:g}, p90 {times.p90:g}, p95 {times.p95:g}, "
-            f"p99 {times.p99:g}, average {times.average:g}"
-        )
+    given = (
+        []
+        if times is None
+        else [
+            f"{label} {value:g}"
+            for label, value in (
+                ("p50", times.p50),
+                ("p90", times.p90),
+                ("p95", times.p95),
+                ("p99", times.p99),
+                ("average", times.average),
+            )
+            if value is not None
+        ]
+    )
+    if given:
+        click.echo(f"Response times (ms): {', '.join(given)}")
+    else:
+        click.echo("Response times: not in Apple's answer")
     if result.failures:
         click.echo("Failures by reason:")
         table(["REASON", "COUNT"], [[str(k), v] for k, v in sorted(result.failures.items())])
@@ -332,31 +401,47 @@ def perf_test_command(
             else:
                 assert original_transaction_id is not None
                 started = start_performance_test(engine, client, original_transaction_id)
+                assert started.request_id is not None  # start_performance_test refuses None
                 c = started.config
                 click.echo(f"Started performance test {started.request_id}:")
-                table(
-                    ["REQUESTS", "CONCURRENT", "DURATION (ms)", "THRESHOLD (ms)", "SUCCESS RATE"],
-                    [
+                if c is None:
+                    click.echo("Apple's answer does not say how the test runs.")
+                else:
+                    rate = c.success_rate_threshold
+                    table(
                         [
-                            c.total_requests,
-                            c.max_concurrent_requests,
-                            c.total_duration,
-                            c.response_time_threshold,
-                            f"{c.success_rate_threshold}%",
-                        ]
-                    ],
-                )
+                            "REQUESTS",
+                            "CONCURRENT",
+                            "DURATION (ms)",
+                            "THRESHOLD (ms)",
+                            "SUCCESS RATE",
+                        ],
+                        [
+                            [
+                                c.total_requests,
+                                c.max_concurrent_requests,
+                                c.total_duration,
+                                c.response_time_threshold,
+                                None if rate is None else f"{rate}%",
+                            ]
+                        ],
+                    )
                 if no_wait:
                     click.echo(
                         f"Fetch the result with `flask retention perf-test --result "
                         f"{started.request_id}`."
                     )
                     return
-                with Progress(c.total_requests, "Performance test") as bar:
+                total = None if c is None else c.total_requests
+                with Progress(total or 1, "Performance test") as bar:
 
                     def on_poll(r: Any) -> None:
-                        pending = r.num_pending if r.num_pending is not None else c.total_requests
-                        bar.show(max(0, c.total_requests - pending))
+                        known = total
+                        if known is None and r.config is not None:
+                            known = r.config.total_requests
+                        if known is not None:
+                            pending = r.num_pending if r.num_pending is not None else known
+                            bar.show(max(0, known - pending), total=known)
 
                     result = follow_performance_test(
                         engine, client, started.request_id, interval=interval, on_poll=on_poll
@@ -369,31 +454,97 @@ def perf_test_command(
 # -- check ------------------------------------------------------------------------------
 
 
-@retention_cli.command("check", short_help="Check config, keys, database and catalogue.")
+@retention_cli.command("check", short_help="Check everything Apple needs before it calls the app.")
 @environment_option
-def check_command(environment: str | None) -> None:
-    """Check configuration, keys, certificates, database and catalogue; exit 1 on problems.
+@click.option(
+    "--online/--offline",
+    default=None,
+    help="Ask Apple what it holds (default: online when the management API settings are set).",
+)
+@click.option(
+    "--verify-defaults",
+    is_flag=True,
+    help="Read every default back from Apple (one Get Default Message each: slow, paced).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check_command(
+    environment: str | None, online: bool | None, verify_defaults: bool, as_json: bool
+) -> None:
+    """Check everything that must hold before Apple calls the endpoint; exit 1 on problems.
 
-    Lists every problem: missing API settings, a key that is not EC P-256,
-    root certificates that do not load, a database not reachable or not
-    migrated, no selector, defaults whose message Apple has not approved or
-    that Apple does not hold, and products and locales with real-time
-    traffic but no default.
+    For the environment asked: the settings it needs (RETENTION_APP_APPLE_ID
+    for Production; the management API's issuer ID, key ID, key and bundle
+    ID), that the endpoint accepts it, the key and root certificates, a
+    selector, the database migrated, a catalogue with messages and defaults,
+    each default's message APPROVED there, a default for every product and
+    locale that got requests, the real-time URL, and the last Sandbox
+    performance test passed. Online (the default when the API settings are
+    set) it asks Apple: the image and message lists, the real-time URL (and
+    whether it is the one `realtime-url set` recorded), and the defaults whose
+    message Apple no longer lists; `--verify-defaults` reads every default
+    (about 1 s each in Production, 10 s in the sandbox). Every problem is one
+    line with its fix.
     """
-    from flask_retention.appstore.checks import run_checks
+    from flask_retention.appstore.checks import Problem, missing_api_settings, run_checks
+    from flask_retention.appstore.sync import wait_estimate
 
     retention = current_retention()
     state = current_state()
-    with failures():
-        problems = run_checks(
+    env = _environment(environment)
+    missing = missing_api_settings(state.settings)
+    if online is None:
+        online = not missing
+    with failures(), contextlib.ExitStack() as stack:
+        client = None
+        if online and not missing:
+            client = stack.enter_context(_client(env))
+        bar = stack.enter_context(Progress(1, "Reading defaults from Apple"))
+        announced: list[bool] = []
+
+        def progress(done: int, total: int, eta: float) -> None:
+            if not announced:
+                announced.append(True)
+                interval = client.limit("get_default_message").interval if client else 0.0
+                click.echo(
+                    f"Reading {total} default{'' if total == 1 else 's'} from Apple: about "
+                    f"{wait_estimate(eta)} (Get Default Message: one request every "
+                    f"{interval:g} s in {env}).",
+                    err=True,
+                )
+            bar.show(done, total)
+
+        report = run_checks(
             state.settings,
             state.engine,
             config=current_app.config,
             has_selector=retention.has_selector,
-            environment=environment,
+            environment=env,
+            client=client,
+            verify_defaults=verify_defaults,
+            progress=progress,
         )
+    problems = list(report.problems)
+    if online and missing:
+        problems.append(
+            Problem(
+                "apple",
+                f"--online needs the management API settings ({', '.join(missing)}): set "
+                "them, or pass --offline.",
+            )
+        )
+    if as_json:
+        echo_json({**report.to_json(), "problems": [p.to_json() for p in problems]})
+        if problems:
+            raise SystemExit(1)
+        return
+    mode = "online" if report.online else "offline"
+    for note in report.notes:
+        click.echo(f"Note: {note}")
     if problems:
         for problem in problems:
-            click.echo(f"- {problem}", err=True)
-        raise click.ClickException(f"{len(problems)} problem(s) found.")
-    click.echo(f"All checks passed ({_environment(environment)}).")
+            click.echo(f"- {problem.message}", err=True)
+        count = len(problems)
+        raise click.ClickException(
+            f"{count} problem{'' if count == 1 else 's'} found in {env} ({mode})."
+        )
+    click.echo(f"All checks passed ({env}, {mode}).")

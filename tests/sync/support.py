@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 
 from flask_retention import RealtimeRequest, Retention, Tuning
+from flask_retention.api import RetentionAPIClient, client_from_app
 from flask_retention.testing import AppStoreSigner, FakeAppStore, RecordedRequest
 
 from ..catalogue_support import bullet_png, full_png
@@ -169,3 +171,16 @@ class InFlight:
         """Wait until no request is in progress; ``False`` on time-out."""
         with self._changed:
             return self._changed.wait_for(lambda: self.active == 0, timeout)
+
+
+@contextmanager
+def apple_client(app: Flask, environment: str = "Sandbox") -> Iterator[RetentionAPIClient]:
+    """The test app's management API client, to change the fake as another tool would."""
+    with app.app_context(), client_from_app(app, environment) as client:
+        yield client
+
+
+def message_uuids(runner: FlaskCliRunner) -> dict[str, str]:
+    """The UUID of each message's current version, by name."""
+    listed = json.loads(ok(invoke(runner, "message", "list", "--json")).output)
+    return {m["name"]: m["uuid"] for m in listed}

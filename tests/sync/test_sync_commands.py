@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from flask_retention import Retention
 from flask_retention.appstore.sync import SyncLockedError, acquire_sync_lock
-from flask_retention.catalogue.models import Decision, PerformanceTest, SyncLock, utcnow
-from flask_retention.testing import AppStoreSigner, FakeAppStore, serve
+from flask_retention.catalogue.models import PerformanceTest, SyncLock, utcnow
+from flask_retention.testing import FakeAppStore, serve
 
 from .support import (
     LOCALE,
@@ -232,56 +232,7 @@ def test_perf_test_needs_exactly_one_of_id_or_result(runner: FlaskCliRunner) -> 
     assert "ORIGINAL_TRANSACTION_ID" in result.output
 
 
-# -- check and status -------------------------------------------------------------------
-
-
-def test_check_lists_every_problem_then_passes_after_sync(
-    runner: FlaskCliRunner, tmp_path: Path, engine: sa.Engine
-) -> None:
-    build_catalogue(runner, tmp_path)
-    with Session(engine) as session, session.begin():
-        session.add(
-            Decision(
-                product_id="com.example.retention.yearly",
-                locale="fr-FR",
-                environment="Sandbox",
-                status=200,
-            )
-        )
-    result = invoke(runner, "check")
-    assert fails(result) == "Error: 2 problem(s) found."
-    assert f"default {PRODUCT} / {LOCALE}: message 'winback' has no version APPROVED" in (
-        result.stderr
-    )
-    assert "com.example.retention.yearly / fr-FR gets real-time requests" in result.stderr
-    ok(invoke(runner, "sync"))
-    ok(invoke(runner, "default", "set", "com.example.retention.yearly", "fr-FR", "plain"))
-    result = invoke(runner, "check")
-    assert "Apple holds no default with message 'plain'" in result.stderr
-    ok(invoke(runner, "sync"))
-    assert "All checks passed (Sandbox)" in ok(invoke(runner, "check")).output
-
-
-def test_check_needs_the_api_settings_once_there_is_something_to_sync(
-    tmp_path: Path, database_url: str, app_store_signer: AppStoreSigner
-) -> None:
-    from flask_retention import Retention
-
-    app = Flask("retention_check_app", instance_path=str(tmp_path / "instance"))
-    app.config.update(TESTING=True, RETENTION_DATABASE_URI=database_url)
-    retention = Retention(app)
-    runner = app.test_cli_runner()
-    result = invoke(runner, "check")
-    fails(result)
-    assert "the catalogue database is at revision none" in result.stderr
-    assert "no selector is registered" in result.stderr
-    ok(invoke(runner, "init-db"))
-    ok(invoke(runner, "message", "add", "--name", "m", "--header", "H", "--body", "B"))
-    result = invoke(runner, "check")
-    fails(result)
-    for key in ("RETENTION_ISSUER_ID", "RETENTION_KEY_ID", "RETENTION_PRIVATE_KEY"):
-        assert f"{key} is not set" in result.stderr
-    retention.close(app)
+# -- status -------------------------------------------------------------------------
 
 
 def test_status_shows_versions_defaults_url_and_test(
