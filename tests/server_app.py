@@ -13,7 +13,7 @@ from typing import Final
 
 from flask import Flask, g, request
 
-from flask_retention import Message, RealtimeRequest, Retention
+from flask_retention import Message, RealtimeRequest, Retention, Tuning
 
 #: The selector's answer when it sees a fresh ``flask.g``.
 FRESH: Final = uuid.UUID("8a3c0a4e-4f0e-4d7b-9c55-0f1e2d3c4b5a")
@@ -29,6 +29,12 @@ ENV_INSTANCE_PATH: Final = "SERVER_APP_INSTANCE_PATH"
 ENV_ROOT_PEM: Final = "SERVER_APP_ROOT_PEM"
 ENV_DATABASE_URI: Final = "SERVER_APP_DATABASE_URI"
 ENV_SELECTOR_TIMEOUT: Final = "SERVER_APP_SELECTOR_TIMEOUT"
+#: Optional: seconds of the background database deadline (``Tuning.database_deadline``),
+#: which also shortens the decision log's retry and the catalogue refresh, for tests of
+#: database outages.
+ENV_DATABASE_DEADLINE: Final = "SERVER_APP_DATABASE_DEADLINE"
+#: Optional: ``RETENTION_DATABASE_TIMEOUT``, the commands' bound on a silent database.
+ENV_DATABASE_TIMEOUT: Final = "SERVER_APP_DATABASE_TIMEOUT"
 
 
 def create_app() -> Flask:
@@ -44,7 +50,15 @@ def create_app() -> Flask:
         RETENTION_SELECTOR_TIMEOUT=float(os.environ[ENV_SELECTOR_TIMEOUT]),
         RETENTION_ENVIRONMENT="Sandbox",
     )
-    retention = Retention(app)
+    tuning = Tuning()
+    if ENV_DATABASE_DEADLINE in os.environ:
+        tuning = Tuning(
+            database_deadline=float(os.environ[ENV_DATABASE_DEADLINE]), decision_log_retry=0.1
+        )
+        app.config["RETENTION_CATALOGUE_REFRESH"] = 0.2
+    if ENV_DATABASE_TIMEOUT in os.environ:
+        app.config["RETENTION_DATABASE_TIMEOUT"] = float(os.environ[ENV_DATABASE_TIMEOUT])
+    retention = Retention(app, tuning=tuning)
 
     @app.before_request
     def log_request() -> None:

@@ -7,8 +7,12 @@ real-time request or by ``Retention.warm_up`` (so that ``gunicorn --preload``
 forks each start their own), loads the view, then checks the catalogue
 version counter every ``RETENTION_CATALOGUE_REFRESH`` seconds and reloads the
 view only when it changed. Requests that arrive before the first load wait
-for it (:meth:`CatalogueSnapshot.ready`). When the database is unreachable
-the last view keeps serving and the failure is logged once per outage.
+for it (:meth:`CatalogueSnapshot.ready`). Each refresh runs in a
+:func:`~flask_retention.core.database.bounded` transaction, so a silent
+database costs it a deadline, not the thread, and a connection that went bad
+(read-only, shut down, lost) is replaced on the next tick. When the database
+fails the last view keeps serving; the failure is logged once, with its cause,
+and so is the recovery.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from flask_retention.catalogue.lookup import MessageFacts, parse_uuid
 from flask_retention.catalogue.models import AppleState, BulletPoint, Default, Image, Message
 from flask_retention.catalogue.store import read_version
 from flask_retention.core.apple import ENVIRONMENTS, MessageRef
-from flask_retention.core.errors import first_line
+from flask_retention.core.database import bounded, failure_reason
 from flask_retention.core.per_process import DaemonThread, PerProcess
 
 logger = logging.getLogger(__name__)
@@ -183,17 +187,20 @@ def _refresh_loop(ref: weakref.ReferenceType[CatalogueSnapshot], refresher: _Ref
 class CatalogueSnapshot:
     """A :class:`~flask_retention.catalogue.lookup.CatalogueLookup` refreshed in the background.
 
-    ``engine`` is called (in the refresh thread) to get the database engine.
-    :meth:`ready` starts the thread in this process and waits for its first
-    load; until a load succeeds the snapshot knows no message and says so
-    (:attr:`loaded`). Call :meth:`refresh` to load synchronously (at
-    start-up, in tests) and :meth:`close` to stop the thread (the next
-    :meth:`ready` starts it again).
+    ``engine`` is called (in the refresh thread) to get the database engine;
+    ``deadline`` bounds each refresh (in seconds). :meth:`ready` starts the
+    thread in this process and waits for its first load; until a load succeeds
+    the snapshot knows no message and says so (:attr:`loaded`). Call
+    :meth:`refresh` to load synchronously (at start-up, in tests) and
+    :meth:`close` to stop the thread (the next :meth:`ready` starts it again).
     """
 
-    def __init__(self, engine: Callable[[], sa.Engine], *, interval: float = 5.0) -> None:
+    def __init__(
+        self, engine: Callable[[], sa.Engine], *, interval: float = 5.0, deadline: float = 5.0
+    ) -> None:
         self._engine = engine
         self.interval = interval
+        self.deadline = deadline
         self._view: CatalogueView = EMPTY_VIEW
         self._loaded = False
         self._failing = False
@@ -237,11 +244,12 @@ class CatalogueSnapshot:
     def refresh(self) -> bool:
         """Check the version now and reload if it changed; ``True`` when it reloaded.
 
-        Runs in the calling thread and raises database errors (the
-        background thread logs them instead).
+        Runs in the calling thread and raises database errors, and
+        :class:`~flask_retention.core.database.DatabaseTimeout` after
+        :attr:`deadline` seconds (the background thread logs them instead).
         """
         with self._refresher.get().refresh_lock:
-            with self._engine().connect() as connection:
+            with bounded(self._engine(), self.deadline) as connection:
                 if self._loaded and read_version(connection) == self._view.version:
                     return False
                 view = load_view(connection)
@@ -256,18 +264,20 @@ class CatalogueSnapshot:
             if not self._failing:
                 self._failing = True
                 logger.warning(
-                    "flask-retention could not %s the catalogue (%s); %s. Is the database "
-                    "reachable, and did `flask retention init-db` run?",
+                    "flask-retention could not %s the catalogue: %s; %s; retrying every %g s.",
                     "refresh" if self._loaded else "load",
-                    first_line(e),
+                    failure_reason(e),
                     f"still serving the last snapshot (catalogue version {self._view.version})"
                     if self._loaded
                     else "message names get the fallback (catalogue_unavailable) until it loads",
+                    self.interval,
                 )
             return
         if self._failing:
             self._failing = False
-            logger.warning("flask-retention reaches the catalogue again.")
+            logger.warning(
+                "flask-retention reads the catalogue again (version %s).", self._view.version
+            )
         if reloaded:
             logger.debug("catalogue snapshot reloaded (version %s)", self._view.version)
 

@@ -2,7 +2,11 @@
 turns the failures a user can fix into a one-line message and exit status 1.
 
 The group's callback puts the app's :class:`~flask_retention.Retention` in
-``ctx.obj``; commands reach it with :func:`current_retention`.
+``ctx.obj``; commands reach it with :func:`current_retention`. It also bounds
+the command's first use of the database: a database that does not answer
+within ``RETENTION_DATABASE_TIMEOUT`` seconds ends the command with one line
+(the queries after that first answer are not bounded: a long report is not a
+silent database).
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ from flask.cli import AppGroup, with_appcontext
 
 from flask_retention.appstore.errors import APIError
 from flask_retention.catalogue.validation import CatalogueError
+from flask_retention.core.database import (
+    UNUSABLE_SQLSTATES,
+    DatabaseTimeout,
+    failure_reason,
+    sqlstate,
+)
 from flask_retention.core.errors import RetentionError
 
 if TYPE_CHECKING:
@@ -33,7 +43,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 @with_appcontext
 def retention_cli() -> None:
     """Manage the retention message catalogue and sync it with Apple."""
-    click.get_current_context().obj = current_app.extensions["retention"]
+    retention = click.get_current_context().obj = current_app.extensions["retention"]
+    state = retention._get_state()
+    state.database.bound_first_use(state.settings.database_timeout)
 
 
 def current_retention() -> Retention:
@@ -68,14 +80,23 @@ def failures(file: Path | None = None) -> Iterator[None]:
         if file is not None and str(file) not in message and file.name not in message:
             message = f"{file}: {message}"
         raise click.ClickException(message) from None
+    except DatabaseTimeout as e:
+        raise click.ClickException(
+            f"the catalogue database did not answer within {e.seconds:g} s "
+            "(RETENTION_DATABASE_TIMEOUT); check that it is running and reachable."
+        ) from None
     except (APIError, RetentionError) as e:
         raise click.ClickException(one_line(str(e))) from None
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as e:
-        reason = one_line(str(e.orig) if e.orig is not None else str(e))
-        raise click.ClickException(
-            f"the catalogue database failed ({reason}); check that it is reachable and "
-            "that `flask retention init-db` has run."
-        ) from None
+    except (
+        sa.exc.OperationalError,
+        sa.exc.ProgrammingError,
+        sa.exc.InterfaceError,
+        sa.exc.InternalError,
+    ) as e:
+        reason = one_line(failure_reason(e)).rstrip(".")
+        if "init-db" not in reason and sqlstate(e) not in UNUSABLE_SQLSTATES:
+            reason += "; check that it is reachable and that `flask retention init-db` has run"
+        raise click.ClickException(f"the catalogue database failed: {reason}.") from None
     except OSError as e:
         raise click.ClickException(f"{e.filename or ''}: {e.strerror or e}".lstrip(": ")) from None
 
