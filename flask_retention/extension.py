@@ -144,9 +144,16 @@ class Retention:
         state = _State(
             settings=settings,
             database=database,
-            lookup=CatalogueSnapshot(lambda: database.engine, interval=settings.catalogue_refresh),
+            lookup=CatalogueSnapshot(
+                lambda: database.engine,
+                interval=settings.catalogue_refresh,
+                deadline=self.tuning.database_deadline,
+            ),
             notifications=NotificationReceiver(
-                settings, database, lambda: self._notification_callback
+                settings,
+                database,
+                lambda: self._notification_callback,
+                timeout=self.tuning.notifications_timeout,
             ),
         )
         if settings.decision_log:
@@ -155,6 +162,9 @@ class Retention:
                 max_queue=settings.decision_log_queue,
                 batch_size=self.tuning.decision_log_batch,
                 interval=self.tuning.decision_log_interval,
+                idle=self.tuning.decision_log_idle,
+                retry=self.tuning.decision_log_retry,
+                deadline=self.tuning.database_deadline,
             )
         if settings.endpoint is not None:
             state.endpoint = RealtimeEndpoint(

@@ -21,12 +21,18 @@ class CatalogueStats:
 @dataclass(frozen=True, slots=True)
 class DecisionLogStats:
     """The decision log of this process: decisions ``pending`` (queued or being
-    written), ``written``, ``dropped`` (queue full, or lost at exit) and ``replays``."""
+    written), ``written``, ``dropped`` and ``replays``. ``dropped`` is the sum of
+    ``dropped_queue_full`` (the oldest, while the queue was full),
+    ``dropped_unstorable`` (rows the database refused on their own data) and
+    ``dropped_at_exit`` (still queued at exit, with the database unreachable)."""
 
     pending: int
     written: int
     dropped: int
     replays: int
+    dropped_queue_full: int = 0
+    dropped_unstorable: int = 0
+    dropped_at_exit: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,6 +137,15 @@ def test_init_db_command_is_safe_to_repeat(app: Flask, database_url: str) -> Non
     retention.close(app)
 
 
+def test_the_migrations_have_one_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    from flask_retention.catalogue.schema import alembic_config
+
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert heads == [head_revision()]
+
+
 def write_catalogue(folder: Path, header: str = "Before you go") -> Path:
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "images" / "hero.png").write_bytes(full_png())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -16,6 +17,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -30,11 +34,12 @@ from flask_retention import (
 from flask_retention.catalogue.models import metadata
 from flask_retention.catalogue.snapshot import CatalogueSnapshot
 from flask_retention.insights.decision_log import DecisionLogWriter, decision_row, purge_decisions
-from flask_retention.insights.report import build_report
+from flask_retention.insights.report import build_report, render_html, render_json, render_text
 from flask_retention.realtime.decisions import Decision
 from flask_retention.testing import AppStoreSigner
 
 from .catalogue_support import migrated_engine, retention_app
+from .lost_reply_proxy import LostReplyProxy
 from .support import in_forked_child, state_of
 from .tcp_proxy import TCPProxy
 
@@ -46,7 +51,17 @@ DECISIONS = metadata.tables["retention_decisions"]
 GENEROUS = 30.0  # seconds; only reached when a test is broken
 SHORT = Tuning(decision_log_interval=0.05)
 #: Writes only when a batch is full, on flush, or at close.
-NO_INTERVAL = Tuning(decision_log_interval=3600)
+NO_INTERVAL = Tuning(decision_log_interval=3600, decision_log_idle=3600)
+#: What :meth:`DecisionLogWriter.stats` says of a writer that wrote nothing and dropped nothing.
+NOTHING = {
+    "pending": 0,
+    "written": 0,
+    "dropped": 0,
+    "replays": 0,
+    "dropped_queue_full": 0,
+    "dropped_unstorable": 0,
+    "dropped_at_exit": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +309,7 @@ def test_close_writes_what_is_queued(
         retention.close(app)
         assert writer.pending == 0
         assert len(rows(engine)) == 3
-        assert writer.stats() == {"pending": 0, "written": 3, "dropped": 0, "replays": 0}
+        assert writer.stats() == {**NOTHING, "written": 3}
         # The next request starts the writer again.
         assert ask(client, signer) == 200
         assert writer.flush(GENEROUS)
@@ -464,7 +479,9 @@ def test_past_the_bound_the_oldest_are_dropped_and_counted(
         assert writer.flush(GENEROUS)
         written = sorted(r.original_transaction_id for r in direct_rows(database_url))
         assert written == ["r2", "r3", "r4"]  # the newest three
-        assert writer.stats()["dropped"] == 2
+        stats = retention.stats(app).decision_log
+        assert stats is not None
+        assert (stats.dropped, stats.dropped_queue_full) == (2, 2)
         full = [r for r in caplog.records if "queue is full" in r.getMessage()]
         assert len(full) == 1  # once per outage
         assert any(
@@ -472,6 +489,14 @@ def test_past_the_bound_the_oldest_are_dropped_and_counted(
             in r.getMessage()
             for r in caplog.records
         )
+        # Stored with the first write after the outage, so that the report shows them.
+        engine = sa.create_engine(database_url)
+        try:
+            report = build_report(engine, datetime.now(UTC) - timedelta(hours=1))
+        finally:
+            engine.dispose()
+        assert report["dropped"] == {"total": 2, "queue_full": 2, "unstorable": 0}
+        assert report["totals"]["requests"] == 3
 
 
 # -- replays across processes -----------------------------------------------------------
@@ -497,7 +522,7 @@ def test_a_replay_answered_by_another_instance_is_caught_and_counted(
         assert ask(client, signer, original_transaction_id="fresh-2") == 200
         writer = writer_of(second)
         assert writer.flush(GENEROUS)
-        assert writer.stats() == {"pending": 0, "written": 3, "dropped": 0, "replays": 1}
+        assert writer.stats() == {**NOTHING, "written": 3, "replays": 1}
         engine = second.extensions["retention"].get_engine(second)
         logged = rows(engine)
         assert sorted(r.original_transaction_id for r in logged) == [
@@ -572,7 +597,7 @@ def test_purge_deletes_only_older_rows_in_batches(database_url: str) -> None:
     deletes: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("DELETE"):
+        if statement.lstrip().upper().startswith("DELETE FROM RETENTION_DECISIONS"):
             deletes.append(statement)
 
     sa.event.listen(engine, "before_cursor_execute", count)
@@ -645,6 +670,145 @@ def test_missing_tables_are_logged_once_and_requests_still_answer(
         retention.close(app)
         failures = [r for r in caplog.records if "could not write" in r.getMessage()]
         assert len(failures) == 1  # once, however many retries
-        assert "did `flask retention init-db` run?" in failures[0].getMessage()
+        assert "tables are missing" in failures[0].getMessage()
+        assert "run `flask retention init-db`" in failures[0].getMessage()
         assert noticed(caplog, "3 decisions could not be written at exit")()
-        assert writer_of(app).stats() == {"pending": 0, "written": 0, "dropped": 3, "replays": 0}
+        assert writer_of(app).stats() == {**NOTHING, "dropped": 3, "dropped_at_exit": 3}
+
+
+# -- what the log keeps -----------------------------------------------------------------
+
+
+def escaped_body(signer: AppStoreSigner, payload: dict[str, Any]) -> bytes:
+    """A real-time body signed by ``signer``'s leaf key, its payload JSON ASCII-escaped, so
+    that it can carry a lone surrogate (``\\ud800``), which UTF-8 cannot encode."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+    key = serialization.load_pem_private_key(signer.export_pem()["leaf_key"], None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    header = {"alg": "ES256", "x5c": signer.x5c}
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
+    r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    token = f"{signing_input}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+    return json.dumps({"signedPayload": token}).encode()
+
+
+#: Verified requests whose text no database takes as it is, and what is stored of it.
+ODD_TEXT: list[tuple[dict[str, Any], tuple[str, str, str]]] = [
+    (
+        {"original_transaction_id": "1000\x000000001"},
+        ("10000000001", "com.example.monthly", "en-US"),
+    ),
+    (
+        {"original_transaction_id": "1000\ud8000000002"},
+        ("1000\ufffd0000002", "com.example.monthly", "en-US"),
+    ),
+    (
+        {"product_id": "com.example.\x00monthly"},
+        ("1000000000000001", "com.example.monthly", "en-US"),
+    ),
+    ({"locale": "en-\udc00US"}, ("1000000000000001", "com.example.monthly", "en-\ufffdUS")),
+]
+
+
+def test_text_no_database_takes_is_cleaned_and_costs_nothing(
+    database_url: str, tmp_path: Path, signer: AppStoreSigner
+) -> None:
+    with logged_app(tmp_path, database_url, signer, NO_INTERVAL) as (app, retention):
+        retention.selector(lambda req: None)
+        client = app.test_client()
+        for fields, _ in ODD_TEXT:
+            body = escaped_body(signer, signer.realtime_payload(**fields))
+            assert client.post(URL, data=body).status_code == 200
+        for i in range(50):
+            assert ask(client, signer, original_transaction_id=f"next-{i}") == 200
+        writer = writer_of(app)
+        assert writer.flush(GENEROUS)
+        logged = rows(app.extensions["retention"].get_engine(app))
+        assert [(r.original_transaction_id, r.product_id, r.locale) for r in logged[:4]] == [
+            stored for _, stored in ODD_TEXT
+        ]
+        assert [r.original_transaction_id for r in logged[4:]] == [f"next-{i}" for i in range(50)]
+        assert writer.stats() == {**NOTHING, "written": 54}
+
+
+def test_a_row_the_database_refuses_costs_only_itself_and_is_counted(
+    database_url: str, tmp_path: Path, signer: AppStoreSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flask_retention")
+    with logged_app(tmp_path, database_url, signer, NO_INTERVAL) as (app, retention):
+        retention.selector(lambda req: None)
+        client = app.test_client()
+        writer = writer_of(app)
+        for i in range(50):
+            assert ask(client, signer, original_transaction_id=f"r{i}") == 200
+            if i in (10, 30):  # a time without a zone: no column takes it
+                writer.record(Decision(received_at=datetime.now()))
+        assert writer.flush(GENEROUS)
+        engine = app.extensions["retention"].get_engine(app)
+        assert [r.original_transaction_id for r in rows(engine)] == [f"r{i}" for i in range(50)]
+        stats = retention.stats(app).decision_log
+        assert stats is not None
+        assert (stats.written, stats.dropped, stats.dropped_unstorable) == (50, 2, 2)
+        warnings = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert len(warnings) == 1  # once per burst, with the reason
+        assert "naive datetime" in warnings[0]
+
+        report = build_report(engine, datetime.now(UTC) - timedelta(hours=1))
+        assert report["dropped"] == {"total": 2, "queue_full": 0, "unstorable": 2}
+        assert json.loads(render_json(report))["dropped"]["unstorable"] == 2
+        shown = "answered, not logged (dropped): queue full 0, unstorable 2"
+        assert shown in render_text(report)
+        assert shown in render_html(report)
+        result = app.test_cli_runner().invoke(args=["retention", "report", "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["dropped"]["total"] == 2
+
+
+@pytest.mark.postgresql
+@pytest.mark.skipif(not POSTGRES, reason="needs RETENTION_TEST_DATABASE_URL (PostgreSQL)")
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_batch_written_again_after_its_commit_was_lost_is_stored_once(
+    database_url: str, tmp_path: Path, signer: AppStoreSigner
+) -> None:
+    url = sa.make_url(database_url)
+    assert url.host is not None
+    migrated_engine(database_url).dispose()
+    tuning = Tuning(decision_log_interval=3600, decision_log_idle=3600, decision_log_retry=0.05)
+    with LostReplyProxy(url.host, url.port or 5432) as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        with logged_app(tmp_path, proxied, signer, tuning) as (app, retention):
+            retention.selector(lambda req: None)
+            client = app.test_client()
+            proxy.lose_next_commit_reply(after=b"INSERT INTO retention_decisions")
+            for i in range(20):
+                assert ask(client, signer, original_transaction_id=f"r{i}") == 200
+            assert ask(client, signer, environment="Production") == 403  # no unique key
+            writer = writer_of(app)
+            assert writer.flush(GENEROUS)
+            assert proxy.lost == 1  # committed, and the writer never heard so
+            assert writer.stats() == {**NOTHING, "written": 21}
+    logged = direct_rows(database_url)
+    assert len(logged) == 21
+    assert len({r.decision_uuid for r in logged}) == 21
+    assert not any(r.replay for r in logged)
+    engine = sa.create_engine(database_url)
+    try:
+        report = build_report(engine, datetime.now(UTC) - timedelta(hours=1))
+    finally:
+        engine.dispose()
+    assert (report["totals"]["requests"], report["totals"]["replays"]) == (21, 0)
+
+
+def test_a_lone_decision_is_written_without_further_traffic(
+    database_url: str, tmp_path: Path, signer: AppStoreSigner
+) -> None:
+    idle_only = Tuning(decision_log_interval=3600, decision_log_idle=0.05)
+    with logged_app(tmp_path, database_url, signer, idle_only) as (app, retention):
+        retention.selector(lambda req: None)
+        assert ask(app.test_client(), signer, original_transaction_id="alone") == 200
+        engine = app.extensions["retention"].get_engine(app)
+        wait_for(lambda: len(rows(engine)) == 1, "the idle queue to be written")
+        assert rows(engine)[0].original_transaction_id == "alone"

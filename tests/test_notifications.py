@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sqlite3
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,18 +18,28 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from flask_retention import ConfigurationError, NotificationError, Retention, VerificationError
+from flask_retention import (
+    ConfigurationError,
+    NotificationError,
+    Retention,
+    Tuning,
+    VerificationError,
+)
 from flask_retention.catalogue.models import Notification
 from flask_retention.catalogue.schema import upgrade
+from flask_retention.core.database import create_engine
 from flask_retention.insights.notifications import purge_notifications
 from flask_retention.testing import BROKEN_VARIANT_REASONS, AppStoreSigner
 
 from .support import state_of, vector
+from .tcp_proxy import TCPProxy
 
 URL = "/retention/notifications"
 BUNDLE = "com.example.app"
 APP_APPLE_ID = 1234567890
 OTID = "1000000000000042"
+POSTGRES = os.environ.get("RETENTION_TEST_DATABASE_URL")
+GENEROUS = 30.0  # seconds; only reached when a test is broken
 
 
 @pytest.fixture(scope="module")
@@ -398,6 +411,89 @@ def test_a_storage_failure_answers_503_so_that_apple_retries(
     assert retried.status_code == 200
     assert retried.get_json()["result"] == "stored"
     state_of(app).close()
+
+
+def test_text_no_database_takes_is_stored_cleaned(
+    app: Flask, client: FlaskClient, signer: AppStoreSigner
+) -> None:
+    odd = "1000\x000000042"  # PostgreSQL takes no NUL character in text
+    transaction = signer.transaction_payload(
+        original_transaction_id=odd, offerIdentifier="win\x00back", offerType=2
+    )
+    renewal = signer.renewal_payload(original_transaction_id=odd)
+    token = notification(
+        signer, "OFFER_REDEEMED", "UPGRADE", transaction=transaction, renewal=renewal
+    )
+    response = post(client, token)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["result"] == "stored"
+    (row,) = rows(app)
+    assert (row.original_transaction_id, row.offer_identifier) == ("10000000042", "winback")
+    assert post(client, token).get_json()["result"] == "duplicate"
+
+
+def answered(request: Callable[[], TestResponse]) -> TestResponse:
+    """``request()``'s response; fails (instead of hanging the run) when none comes."""
+    responses: list[TestResponse] = []
+    thread = threading.Thread(target=lambda: responses.append(request()), daemon=True)
+    thread.start()
+    thread.join(GENEROUS)
+    assert responses, "the notifications endpoint did not answer"
+    return responses[0]
+
+
+@pytest.mark.postgresql
+@pytest.mark.skipif(not POSTGRES, reason="needs RETENTION_TEST_DATABASE_URL (PostgreSQL)")
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_silent_database_gets_a_503_within_the_bound_and_the_retry_is_stored(
+    app: Flask, signer: AppStoreSigner, database_url: str
+) -> None:
+    url = sa.make_url(database_url)
+    assert url.host is not None
+    direct = create_engine(database_url)
+    upgrade(direct)
+    with TCPProxy(url.host, url.port or 5432) as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port)
+        app.config["RETENTION_DATABASE_URI"] = proxied.render_as_string(hide_password=False)
+        retention = Retention(app)  # the real bound: Tuning.notifications_timeout, 2 s
+        client = app.test_client()
+        try:
+            assert post(client, notification(signer, "EXPIRED", "VOLUNTARY")).status_code == 200
+            proxy.stall()  # the database accepts, and never answers
+            token = notification(signer, "DID_CHANGE_RENEWAL_STATUS", "AUTO_RENEW_DISABLED")
+            assert_error(answered(lambda: post(client, token)), 503, "storage_unavailable")
+            proxy.restore()
+            assert post(client, token).status_code == 200  # Apple's retry
+        finally:
+            retention.close(app)
+    with direct.connect() as connection:
+        kinds = connection.scalars(sa.select(Notification.notification_type)).all()
+    direct.dispose()
+    assert sorted(kinds) == ["DID_CHANGE_RENEWAL_STATUS", "EXPIRED"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_locked_sqlite_database_gets_a_503_within_the_bound(
+    app: Flask, signer: AppStoreSigner, tmp_path: Any
+) -> None:
+    path = tmp_path / "locked.db"
+    app.config["RETENTION_DATABASE_URI"] = f"sqlite:///{path}"
+    retention = Retention(app, tuning=Tuning(notifications_timeout=0.2))
+    upgrade(retention.get_engine(app))
+    client = app.test_client()
+    token = notification(signer, "EXPIRED", "VOLUNTARY")
+    writer = sqlite3.connect(path)  # another process's write, holding the lock
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        assert_error(answered(lambda: post(client, token)), 503, "storage_unavailable")
+    finally:
+        writer.rollback()
+        writer.close()
+    retried = post(client, token)
+    assert retried.status_code == 200
+    assert retried.get_json()["result"] in ("stored", "duplicate")  # the first may land late
+    assert len(rows(app)) == 1
+    retention.close(app)
 
 
 # -- record_notification for a host's own handler ------------------------------------

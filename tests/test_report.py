@@ -174,6 +174,7 @@ EXPECTED: dict[str, Any] = {
             {"from": 700.0, "to": None, "count": 0},
         ],
     },
+    "dropped": {"total": 0, "queue_full": 0, "unstorable": 0},
     # No notifications: every closed decision is kept. Subscriber 1000's decisions
     # supersede each other (closed); the last one in each environment is still open.
     "outcomes": {"decided": 8, **outcome_columns(closed=6, pending=2), "events": 0},

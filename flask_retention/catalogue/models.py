@@ -263,12 +263,15 @@ class Decision(Base):
     another process answered fails to insert); rejected requests keep it
     ``NULL`` and record the claimed value in ``claimed_request_identifier``.
     A verified request answered twice (by two processes or hosts) is kept the
-    same way, with ``replay`` true.
+    same way, with ``replay`` true. ``decision_uuid`` is the decision's own ID,
+    given when it is recorded, so that a batch written again after a lost
+    connection adds nothing (``NULL`` for rows written before it existed).
     """
 
     __tablename__ = "retention_decisions"
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    decision_uuid: Mapped[uuid.UUID | None] = mapped_column(index=True, unique=True)
     request_identifier: Mapped[uuid.UUID | None] = mapped_column(unique=True)
     claimed_request_identifier: Mapped[str | None] = mapped_column(sa.String(64))
     original_transaction_id: Mapped[str | None] = mapped_column(sa.String(64))
@@ -286,6 +289,24 @@ class Decision(Base):
     variant: Mapped[str | None] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     replay: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+
+
+class DroppedDecisions(Base):
+    """Decisions the log could not keep: how many, why, and when the first was dropped.
+
+    ``reason`` is ``queue_full`` (the oldest queued decisions, dropped while the
+    database could not take them) or ``unstorable`` (a row the database refused
+    on its own data). One row per burst, written by the process that dropped
+    them with its next successful write; ``uuid`` makes that write idempotent.
+    """
+
+    __tablename__ = "retention_dropped_decisions"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    uuid: Mapped[uuid.UUID] = mapped_column(unique=True)
+    reason: Mapped[str] = mapped_column(sa.String(32))
+    count: Mapped[int]
+    dropped_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Notification(Base):

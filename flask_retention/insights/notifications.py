@@ -10,15 +10,18 @@ carries it), stores the events that say whether a retention message worked
 decoded notification to the host's ``@retention.on_notification`` callback.
 
 The optional endpoint at ``RETENTION_NOTIFICATIONS_ENDPOINT`` is a blueprint
-that answers ``200`` once the event is stored, ``503`` when storing failed (so
-Apple delivers it again) and the same JSON errors as the real-time endpoint
-for anything else. Hosts with their own handler call
-``retention.record_notification(signed_payload)``.
+that answers ``200`` once the event is stored, ``503`` when storing failed or
+the database did not answer within ``Tuning.notifications_timeout`` seconds
+(so Apple delivers it again) and the same JSON errors as the real-time
+endpoint for anything else. Hosts with their own handler call
+``retention.record_notification(signed_payload)``. Stored text is cleaned as
+the decision log's is (:func:`~flask_retention.insights.rows.clean_text`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,10 +32,11 @@ import sqlalchemy as sa
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from flask_retention.catalogue.models import Notification
+from flask_retention.catalogue.models import Notification, metadata
 from flask_retention.core.config import Settings
-from flask_retention.core.database import Database
+from flask_retention.core.database import Database, DatabaseTimeout, bounded, failure_reason
 from flask_retention.core.errors import ConfigurationError, RetentionError, VerificationError
+from flask_retention.insights.rows import clean_row, insert_new, text_lengths
 from flask_retention.realtime.endpoint import Rejected, read_signed_payload
 from flask_retention.realtime.verification import JWSVerifier
 from flask_retention.realtime.view import http_error_rejection, register_json_blueprint
@@ -50,6 +54,9 @@ RETENTION_EVENTS: Final[frozenset[str]] = frozenset(
 NotificationCallback = Callable[[dict[str, Any]], object]
 
 NotificationErrorCode = Literal["malformed", "wrong_bundle", "wrong_app", "wrong_environment"]
+
+_TABLE: Final = metadata.tables["retention_notifications"]
+_LENGTHS: Final = text_lengths(_TABLE)
 
 #: Column widths of :class:`~flask_retention.catalogue.models.Notification`; longer values are
 #: refused as malformed rather than failing to store (which Apple would retry for days).
@@ -113,20 +120,27 @@ class NotificationEvent:
     environment: str
     signed_date: datetime
 
-    def row(self) -> Notification:
-        """A new model row of the event."""
-        return Notification(
-            notification_uuid=self.notification_uuid,
-            notification_type=self.notification_type,
-            subtype=self.subtype,
-            original_transaction_id=self.original_transaction_id,
-            product_id=self.product_id,
-            auto_renew_product_id=self.auto_renew_product_id,
-            offer_identifier=self.offer_identifier,
-            offer_type=self.offer_type,
-            environment=self.environment,
-            signed_date=self.signed_date,
+    def values(self) -> dict[str, Any]:
+        """The event's column values, text cleaned (no NUL characters or lone surrogates)."""
+        return clean_row(
+            {
+                "notification_uuid": self.notification_uuid,
+                "notification_type": self.notification_type,
+                "subtype": self.subtype,
+                "original_transaction_id": self.original_transaction_id,
+                "product_id": self.product_id,
+                "auto_renew_product_id": self.auto_renew_product_id,
+                "offer_identifier": self.offer_identifier,
+                "offer_type": self.offer_type,
+                "environment": self.environment,
+                "signed_date": self.signed_date,
+            },
+            _LENGTHS,
         )
+
+    def row(self) -> Notification:
+        """A new model row of the event (its :meth:`values`)."""
+        return Notification(**self.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,17 +161,21 @@ class Received:
 
 
 class NotificationReceiver:
-    """Verifies, checks and stores notifications for one app."""
+    """Verifies, checks and stores notifications for one app; a store gives up after
+    ``timeout`` seconds."""
 
     def __init__(
         self,
         settings: Settings,
         database: Database,
         callback: Callable[[], NotificationCallback | None] = lambda: None,
+        *,
+        timeout: float = 2.0,
     ) -> None:
         self.settings = settings
         self.database = database
         self.callback = callback
+        self.timeout = timeout
         self.verifier = JWSVerifier(settings.root_certificates)
 
     # -- decoding ------------------------------------------------------------
@@ -316,22 +334,49 @@ class NotificationReceiver:
     # -- storing -------------------------------------------------------------
 
     def store(self, event: NotificationEvent) -> bool:
-        """Insert the event; ``False`` when its ``notificationUUID`` is already stored."""
-        with self.database.session() as session:
-            session.add(event.row())
+        """Insert the event; ``False`` when its ``notificationUUID`` is already stored.
+
+        Raises :class:`~flask_retention.core.database.DatabaseTimeout` when the
+        database has not answered within :attr:`timeout` seconds: the attempt
+        runs in a thread of its own, left to finish (or fail) on its own, so
+        that not even a connection attempt to a silent server holds the caller.
+        """
+        outcome: list[bool | BaseException] = []
+
+        def attempt() -> None:
             try:
-                session.commit()
-                return True
-            except sa.exc.IntegrityError:
-                session.rollback()
-                known = session.scalar(
-                    sa.select(Notification.id).where(
-                        Notification.notification_uuid == event.notification_uuid
+                outcome.append(self._insert(event))
+            except BaseException as e:
+                outcome.append(e)
+
+        thread = threading.Thread(target=attempt, name="flask-retention-notification", daemon=True)
+        thread.start()
+        thread.join(self.timeout)
+        if not outcome:
+            raise DatabaseTimeout(self.timeout)
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    def _insert(self, event: NotificationEvent) -> bool:
+        engine = self.database.engine
+        insert = insert_new(_TABLE, engine.dialect, "notification_uuid")
+        try:
+            with bounded(engine, self.timeout) as connection:
+                if not engine.dialect.insert_returning:
+                    return connection.execute(insert, event.values()).rowcount == 1
+                inserted = connection.execute(insert.returning(_TABLE.c.id), event.values())
+                return inserted.first() is not None
+        except sa.exc.IntegrityError:  # databases without ON CONFLICT DO NOTHING
+            with bounded(engine, self.timeout) as connection:
+                known = connection.scalar(
+                    sa.select(_TABLE.c.id).where(
+                        _TABLE.c.notification_uuid == event.notification_uuid
                     )
                 )
-                if known is None:
-                    raise
-                return False
+            if known is None:
+                raise
+            return False
 
     def record(self, token: str) -> Received:
         """Verify, check and store one notification, then run the host's callback.
@@ -416,10 +461,11 @@ def answer_notification(receiver: NotificationReceiver) -> Response:
             raise Rejected(400 if e.reason == "malformed" else 401, e.reason, e.message) from None
         except NotificationError as e:
             raise Rejected(e.status, e.code, e.message) from None
-        except (sa.exc.SQLAlchemyError, OSError):
-            logger.exception(
-                "flask-retention: storing a notification failed; answering 503 so that Apple "
-                "delivers it again (has `flask retention init-db` run?)."
+        except (sa.exc.SQLAlchemyError, OSError) as e:
+            logger.error(
+                "flask-retention: storing a notification failed: %s; answering 503 so that "
+                "Apple delivers it again.",
+                failure_reason(e),
             )
             raise Rejected(
                 503, "storage_unavailable", "The notification could not be stored; retry later."

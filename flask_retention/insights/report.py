@@ -43,6 +43,13 @@ LATENCY_BUCKETS_MS: Final = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 700.0)
 #: rejection, which the endpoint refused with a ``403``.
 REPLAYS_LABEL: Final = "answered again (replay across processes)"
 
+#: How the text and HTML reports label ``dropped.total``: decisions answered but never
+#: logged, so not in the other figures (the log's queue was full, or the row was refused).
+DROPPED_LABEL: Final = "answered, not logged (dropped)"
+
+#: Reasons a decision was dropped, in ``dropped`` (see the decision log).
+DROP_REASONS: Final = ("queue_full", "unstorable")
+
 #: Labels of rejection codes that need more than the code in the text and HTML reports.
 REJECTION_LABELS: Final[Mapping[str, str]] = {
     "replayed": "replayed: refused, already answered (403)",
@@ -155,9 +162,11 @@ def build_report(
     ``by_message`` (message UUID, catalogue name and version when known,
     kind), ``by_kind``, ``fallbacks`` (reason -> count), ``latency_ms``
     (``p50``, ``p95``, ``p99``, ``max``, ``near_limit`` >= :data:`NEAR_LIMIT_MS`,
-    and a ``histogram``), and ``window``. With ``environment``, only requests
-    of that environment count (requests rejected before verification have
-    none and are left out). Latency covers every request in the window.
+    and a ``histogram``), ``dropped`` (decisions the log dropped in the window:
+    ``total`` and per reason, :data:`DROP_REASONS`; every environment), and
+    ``window``. With ``environment``, only requests of that environment count
+    (requests rejected before verification have none and are left out).
+    Latency covers every request in the window.
 
     Outcomes (:mod:`~flask_retention.insights.outcomes`, with ``outcome_window``
     seconds): ``outcomes`` (``decided``, ``closed``, ``redeemed_offer``,
@@ -240,6 +249,7 @@ def build_report(
                     entry["fallbacks"] += n
         names = _message_names(connection, {key for key, _ in by_message})
         latency = _latency(connection, t, where)
+        dropped = _dropped(connection, since, until)
 
     totals["fallback_share"] = _share(totals["fallbacks"], totals["answered"])  # type: ignore[assignment]
     messages: list[dict[str, Any]] = [
@@ -272,6 +282,7 @@ def build_report(
         "fallbacks": dict(sorted(fallbacks.items(), key=lambda kv: (-kv[1], kv[0]))),
         "rejections": dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))),
         "latency_ms": latency,
+        "dropped": dropped,
     }
     _add_outcomes(report, engine, since, until, environment, outcome_window, experiment_order)
     return report
@@ -333,6 +344,30 @@ def _message_names(connection: sa.Connection, keys: Iterable[str]) -> dict[str, 
         ):
             found[str(key)] = (name, version)
     return found
+
+
+def _dropped(connection: sa.Connection, since: datetime, until: datetime) -> dict[str, int]:
+    """Decisions dropped from ``since`` to ``until``: ``total`` and per reason."""
+    d = metadata.tables["retention_dropped_decisions"]
+    counts = dict.fromkeys(DROP_REASONS, 0)
+    for reason, n in connection.execute(
+        sa.select(d.c.reason, sa.func.sum(d.c.count))
+        .where(d.c.dropped_at >= since, d.c.dropped_at <= until)
+        .group_by(d.c.reason)
+    ):
+        counts[reason] = counts.get(reason, 0) + int(n or 0)
+    return {"total": sum(counts.values()), **counts}
+
+
+def _dropped_row(report: dict[str, Any]) -> list[tuple[str, int]]:
+    """The totals' row of dropped decisions (none when nothing was dropped)."""
+    dropped = report.get("dropped") or {"total": 0}
+    if not dropped["total"]:
+        return []
+    reasons = ", ".join(
+        f"{reason.replace('_', ' ')} {n}" for reason, n in dropped.items() if reason != "total"
+    )
+    return [(f"{DROPPED_LABEL}: {reasons}", dropped["total"])]
 
 
 def _latency(connection: sa.Connection, t: sa.Table, where: list[Any]) -> dict[str, Any]:
@@ -444,6 +479,7 @@ def render_text(report: dict[str, Any]) -> str:
                 (f"fallbacks ({_pct(totals['fallback_share'])} of answered)", totals["fallbacks"]),
                 ("rejected", totals["rejected"]),
                 (REPLAYS_LABEL, totals["replays"]),
+                *_dropped_row(report),
             ],
         )
     )
@@ -720,6 +756,7 @@ def render_html(report: dict[str, Any]) -> str:
         ("fallbacks", f"{totals['fallbacks']} ({_pct(totals['fallback_share'])})"),
         ("rejected", totals["rejected"]),
         (REPLAYS_LABEL, totals["replays"]),
+        *_dropped_row(report),
         ("p99 latency", "-" if lat["p99"] is None else f"{lat['p99']:.1f} ms"),
         (f"at or over {lat['near_limit_ms']:.0f} ms", lat["near_limit"]),
     ]
