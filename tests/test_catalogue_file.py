@@ -357,6 +357,10 @@ TRICKY = [
 ]
 
 
+#: TRICKY as message texts: a message refuses NUL characters (Apple and PostgreSQL do).
+MESSAGE_TEXTS = [text.replace(", nul \x00", "") for text in TRICKY]
+
+
 @pytest.mark.parametrize("text", TRICKY)
 def test_toml_string_round_trips_through_tomllib(text: str) -> None:
     assert tomllib.loads(f"value = {toml_string(text)}\n")["value"] == text
@@ -395,7 +399,7 @@ def tricky_document() -> CatalogueDocument:
                 for j in range(i % 6)
             ),
         )
-        for i, text in enumerate(TRICKY)
+        for i, text in enumerate(MESSAGE_TEXTS)
     )
     defaults = (
         DefaultEntry(product_id="com.example.monthly", locale="en-US", message=messages[0].name),

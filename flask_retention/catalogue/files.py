@@ -1,6 +1,12 @@
 """Catalogue files: read a TOML or JSON catalogue file, checking all of it with
 :mod:`~flask_retention.catalogue.validation`, and write one back (the same shape in both
-formats, its images beside it)."""
+formats, its images beside it).
+
+Files are untrusted input: the catalogue file and its images must be regular
+files under a size cap (checked with ``os.stat`` before they are opened), and
+the text is checked for nesting, numbers and dotted keys that would make the
+parsers recurse, fail or use memory without bound before it is parsed.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ import hashlib
 import json
 import os
 import re
+import stat
+import sys
 import tempfile
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -22,6 +30,11 @@ from flask_retention.catalogue.entries import (
     MessageEntry,
 )
 from flask_retention.catalogue.validation import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    MAX_CATALOGUE_FILE_BYTES,
+    MAX_DOTTED_KEY_PARTS,
+    MAX_NESTING,
+    MAX_NUMBER_DIGITS,
     SUPPORTED_SUFFIXES,
     CatalogueError,
     ImageFileSchema,
@@ -30,6 +43,7 @@ from flask_retention.catalogue.validation import (
     cross_check,
     entry_label,
     image_entry,
+    key_label,
     load_entry,
     message_as_data,
     type_name,
@@ -42,6 +56,7 @@ __all__ = [
     "check_catalogue_file",
     "dump_toml",
     "load_catalogue_file",
+    "read_image_file",
     "toml_string",
     "write_catalogue_file",
 ]
@@ -86,33 +101,135 @@ class FileCheck:
         }
 
 
-def check_catalogue_file(path: str | os.PathLike[str]) -> FileCheck:
+def check_catalogue_file(
+    path: str | os.PathLike[str], *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+) -> FileCheck:
     """Every problem of a TOML or JSON catalogue file, found by the checks that
     :func:`load_catalogue_file` (and so ``flask retention import``) makes.
 
     Reads the file and its images, writes nothing, and needs no database: the
     file is checked as a whole catalogue. (An import without ``--prune`` also
-    counts the database's other entries against Apple's limits.)
+    counts the database's other entries against Apple's limits.) Images larger
+    than ``max_image_bytes`` are problems, as in :func:`read_image_file`.
     """
-    return _check_file(path)[1]
+    return _check_file(path, max_image_bytes)[1]
 
 
-def load_catalogue_file(path: str | os.PathLike[str]) -> CatalogueDocument:
+def load_catalogue_file(
+    path: str | os.PathLike[str], *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+) -> CatalogueDocument:
     """Read a TOML or JSON catalogue file (by extension) and check all of it.
 
     Both formats have the same shape: top-level ``images``, ``messages`` and
     ``defaults`` arrays. Image ``file`` paths are relative to the catalogue
-    file's folder. Raises :class:`CatalogueError` listing every problem (syntax
-    errors with their line, unreadable images with the entry and path, every
-    rule broken); returns the checked document with its warnings otherwise.
+    file's folder; each is read as :func:`read_image_file` reads it, at most
+    ``max_image_bytes``, and one outside that folder is a warning. Raises
+    :class:`CatalogueError` listing every problem (syntax errors with their
+    line, unreadable images with the entry and path, every rule broken);
+    returns the checked document with its warnings otherwise.
     """
-    document, check = _check_file(path)
+    document, check = _check_file(path, max_image_bytes)
     if document is None:
         raise CatalogueError(check.problems, source=check.path)
     return document
 
 
-def _check_file(path: str | os.PathLike[str]) -> tuple[CatalogueDocument | None, FileCheck]:
+def read_image_file(
+    path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+) -> bytes:
+    """The bytes of the image file at ``path``, if it is a regular file of at most ``max_bytes``.
+
+    The file is checked with ``os.stat`` before it is opened, so a FIFO, a
+    device or a directory is refused without being opened for reading, and a
+    file too large without being read; then at most ``max_bytes + 1`` bytes
+    are read, so a file that grew meanwhile is refused too. Raises
+    :class:`CatalogueError` with one line that names the path and says why.
+    """
+    source = os.fspath(path)
+    try:
+        return _read_file(Path(path), max_bytes, _IMAGE_LIMIT_HINT)
+    except _Unreadable as exc:
+        raise CatalogueError(exc.reason(_shown_path(source))) from None
+
+
+_IMAGE_LIMIT_HINT: Final = "make the PNG smaller, or raise RETENTION_MAX_IMAGE_BYTES"
+_CATALOGUE_LIMIT_HINT: Final = "a catalogue within Apple's limits is far smaller"
+
+
+class _Unreadable(Exception):
+    """Why a file was not read; :meth:`reason` words it for a path."""
+
+    def __init__(self, why: str, *, too_large: bool = False) -> None:
+        super().__init__(why)
+        self.why = why
+        self.too_large = too_large
+
+    def reason(self, shown: str) -> str:
+        if self.too_large:
+            return f"{shown} is {self.why}"
+        return f"cannot read {shown}: {self.why}"
+
+
+_FILE_KINDS: Final = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in _FILE_KINDS:
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _read_file(path: Path, max_bytes: int, hint: str) -> bytes:
+    """The bytes of the regular file ``path`` (at most ``max_bytes``), or :class:`_Unreadable`."""
+    try:
+        info = os.stat(path)
+    except ValueError:
+        raise _Unreadable("the path contains a NUL character") from None
+    except OSError as exc:
+        raise _Unreadable(exc.strerror or str(exc)) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise _Unreadable(f"it is {_file_kind(info.st_mode)}, not a regular file")
+    if info.st_size > max_bytes:
+        raise _Unreadable(_too_large(info.st_size, max_bytes, hint), too_large=True)
+    # O_NONBLOCK: should the path have become a FIFO since the stat, opening it
+    # must not wait for a writer; the fstat below then refuses it.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as exc:
+        raise _Unreadable(exc.strerror or str(exc)) from None
+    with os.fdopen(descriptor, "rb") as stream:
+        mode = os.fstat(stream.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise _Unreadable(f"it is {_file_kind(mode)}, not a regular file")
+        try:
+            data = stream.read(max_bytes + 1)
+        except OSError as exc:
+            raise _Unreadable(exc.strerror or str(exc)) from None
+    if len(data) > max_bytes:
+        raise _Unreadable(_too_large(None, max_bytes, hint), too_large=True)
+    return data
+
+
+def _too_large(size: int | None, max_bytes: int, hint: str) -> str:
+    amount = f"{size:,} bytes, " if size is not None else ""
+    return f"{amount}over the limit of {max_bytes:,} bytes; {hint}"
+
+
+def _shown_path(path: str) -> str:
+    return path if path.isprintable() else repr(path)
+
+
+def _check_file(
+    path: str | os.PathLike[str], max_image_bytes: int
+) -> tuple[CatalogueDocument | None, FileCheck]:
     """The checked document (``None`` when there are problems) and what was found."""
     file = Path(path)
     source = os.fspath(path)
@@ -124,7 +241,8 @@ def _check_file(path: str | os.PathLike[str]) -> tuple[CatalogueDocument | None,
     for key in raw:
         if key not in _SECTIONS:
             errors.append(
-                f"{key}: unknown top-level key; a catalogue has only images, messages and defaults"
+                f"{key_label(key)}: unknown top-level key; "
+                "a catalogue has only images, messages and defaults"
             )
     sections: dict[str, list[Any]] = {}
     for key in _SECTIONS:
@@ -137,12 +255,13 @@ def _check_file(path: str | os.PathLike[str]) -> tuple[CatalogueDocument | None,
             value = []
         sections[key] = value
 
+    warnings: list[str] = []
     failed_images: set[str] = set()
     images: list[tuple[str, ImageEntry]] = []
     for i, item in enumerate(sections["images"]):
         name = item.get("name") if isinstance(item, Mapping) else None
         label = entry_label("images", i, name)
-        image = _load_image(item, label, file.parent, errors)
+        image = _load_image(item, label, file.parent, max_image_bytes, errors, warnings)
         if image is None:
             if isinstance(name, str):
                 failed_images.add(name)
@@ -170,8 +289,9 @@ def _check_file(path: str | os.PathLike[str]) -> tuple[CatalogueDocument | None,
             errors.extend(exc.errors)
 
     labeled = Labeled(images=images, messages=messages, defaults=defaults)
-    cross_errors, warnings = cross_check(labeled, {}, (), failed_images, failed_messages)
+    cross_errors, cross_warnings = cross_check(labeled, {}, (), failed_images, failed_messages)
     errors.extend(cross_errors)
+    warnings.extend(cross_warnings)
     check = FileCheck(
         source,
         tuple(errors),
@@ -191,7 +311,14 @@ def _check_file(path: str | os.PathLike[str]) -> tuple[CatalogueDocument | None,
     return document, check
 
 
-def _load_image(item: object, label: str, folder: Path, errors: list[str]) -> ImageEntry | None:
+def _load_image(
+    item: object,
+    label: str,
+    folder: Path,
+    max_bytes: int,
+    errors: list[str],
+    warnings: list[str],
+) -> ImageEntry | None:
     try:
         loaded = load_entry(ImageFileSchema, item, label)
     except CatalogueError as exc:
@@ -200,15 +327,27 @@ def _load_image(item: object, label: str, folder: Path, errors: list[str]) -> Im
     relative: str = loaded["file"]
     image_path = folder / relative
     try:
-        data = image_path.read_bytes()
-    except OSError as exc:
-        errors.append(f"{label}.file: cannot read {image_path}: {exc.strerror or exc}")
+        data = _read_file(image_path, max_bytes, _IMAGE_LIMIT_HINT)
+    except _Unreadable as exc:
+        shown = relative if exc.too_large else os.fspath(image_path)
+        errors.append(f"{label}.file: {exc.reason(_shown_path(shown))}")
         return None
+    if not _is_inside(image_path, folder):
+        warnings.append(
+            f"{label}.file: {_shown_path(relative)} is outside the catalogue file's folder "
+            "(allowed: check that it is the image you mean)"
+        )
     entry = image_entry(data, loaded.get("size"), loaded["name"], relative)
     if isinstance(entry, list):
-        errors.extend(f"{label}.file: {relative}: {problem}" for problem in entry)
+        errors.extend(f"{label}.file: {_shown_path(relative)}: {problem}" for problem in entry)
         return None
     return entry
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path``, symbolic links followed, is inside ``folder``."""
+    real = Path(os.path.realpath(path))
+    return real.is_relative_to(os.path.realpath(folder))
 
 
 def _suffix(file: Path, source: str) -> str:
@@ -225,11 +364,9 @@ def _suffix(file: Path, source: str) -> str:
 def _read_document(file: Path, source: str) -> dict[str, Any]:
     suffix = _suffix(file, source)
     try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise CatalogueError(
-            f"cannot read the catalogue file: {exc.strerror or exc}", source=source
-        ) from None
+        raw = _read_file(file, MAX_CATALOGUE_FILE_BYTES, _CATALOGUE_LIMIT_HINT)
+    except _Unreadable as exc:
+        raise CatalogueError(exc.reason("the catalogue file"), source=source) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -238,13 +375,17 @@ def _read_document(file: Path, source: str) -> dict[str, Any]:
             f"not UTF-8 text (line {line}, byte {exc.start}); save the file as UTF-8",
             source=source,
         ) from None
-    if suffix == ".toml":
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise CatalogueError(f"not valid TOML: {exc}", source=source) from None
+    toml = suffix == ".toml"
+    kind = "TOML" if toml else "JSON"
+    problem = _shape_problem(text, toml=toml)
+    if problem is not None:
+        raise CatalogueError(f"not a catalogue: {problem}", source=source)
     try:
+        if toml:
+            return tomllib.loads(text)
         document = json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogueError(f"not valid TOML: {exc}", source=source) from None
     except json.JSONDecodeError as exc:
         raise CatalogueError(
             f"not valid JSON: {exc.msg} (at line {exc.lineno}, column {exc.colno})",
@@ -252,6 +393,20 @@ def _read_document(file: Path, source: str) -> dict[str, Any]:
         ) from None
     except _DuplicateKeyError as exc:
         raise CatalogueError(f"not valid JSON: {exc}", source=source) from None
+    except RecursionError:
+        raise CatalogueError(
+            f"not a catalogue: arrays and tables nested too deeply for the {kind} reader; "
+            "a catalogue nests them 5 deep at most",
+            source=source,
+        ) from None
+    except ValueError:
+        # Past the checks above, the readers raise a plain ValueError only for an
+        # integer longer than Python converts (sys.get_int_max_str_digits()).
+        raise CatalogueError(
+            f"not a catalogue: a number longer than {sys.get_int_max_str_digits()} digits; "
+            "catalogue values are text: put them in quotes",
+            source=source,
+        ) from None
     if not isinstance(document, dict):
         raise CatalogueError(
             "the JSON document must be an object with images, messages and defaults, "
@@ -259,6 +414,75 @@ def _read_document(file: Path, source: str) -> dict[str, Any]:
             source=source,
         )
     return document
+
+
+_STRING: Final = r"""
+    (?P<string>
+        \"\"\" (?:\\.|[^\\])*? \"\"\" \"{0,2}     # TOML multi-line basic string
+      | ''' .*? ''' '{0,2}                        # TOML multi-line literal string
+      | " (?:\\.|[^"\\\n])* "?                    # basic string (TOML and JSON)
+      | ' [^'\n]* '?                              # TOML literal string
+    )"""
+_TOKENS: Final = (
+    r"""
+  | (?P<comment> \#[^\n]* )
+  | (?P<open> [\[{] )
+  | (?P<close> [\]}] )
+  | (?P<newline> \n )
+  | (?P<dot> \. )
+  | (?P<other> [^A-Za-z0-9_\-\s] )
+  | (?P<digits> [0-9_]{"""
+    + str(MAX_NUMBER_DIGITS + 1)
+    + ",} )"
+)
+_TOML_TOKENS: Final = re.compile(_STRING + _TOKENS, re.VERBOSE | re.DOTALL)
+_JSON_TOKENS: Final = re.compile(
+    r"""(?P<string> " (?:\\.|[^"\\\n])* "? )""" + _TOKENS, re.VERBOSE | re.DOTALL
+)
+
+
+def _shape_problem(text: str, *, toml: bool) -> str | None:
+    """Why ``text`` must not reach the TOML or JSON reader, with its line; ``None`` if it may.
+
+    Both readers recurse once per nested array or table, Python converts
+    integers of at most 4,300 digits, and ``tomllib`` needs memory that grows
+    with the square of a dotted key's length: so nesting, digits and dotted
+    keys are bounded here first, outside strings (and TOML comments).
+    """
+    line = 1
+    depth = 0
+    dots = 0
+    for token in (_TOML_TOKENS if toml else _JSON_TOKENS).finditer(text):
+        kind = token.lastgroup
+        if kind == "string":
+            line += token.group().count("\n")
+            continue
+        if kind == "dot" and toml:
+            dots += 1
+            if dots >= MAX_DOTTED_KEY_PARTS:
+                return (
+                    f"line {line}: a dotted key of more than {MAX_DOTTED_KEY_PARTS} parts; "
+                    "a catalogue's keys are plain names"
+                )
+            continue
+        if kind == "digits":
+            return (
+                f"line {line}: a number of more than {MAX_NUMBER_DIGITS} digits; "
+                "catalogue values are text: put them in quotes"
+            )
+        dots = 0
+        if kind == "newline":
+            line += 1
+        elif kind == "open":
+            depth += 1
+            if depth > MAX_NESTING:
+                return (
+                    f"line {line}: arrays and tables nested more than {MAX_NESTING} deep; "
+                    "a catalogue nests them 5 deep at most"
+                )
+        elif kind == "close":
+            depth = max(depth - 1, 0)
+    return None
 
 
 class _DuplicateKeyError(ValueError):

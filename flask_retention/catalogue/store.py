@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, Literal
 from uuid import UUID, uuid4
@@ -35,7 +35,11 @@ from flask_retention.catalogue.entries import (
     ImageSize,
     MessageEntry,
 )
-from flask_retention.catalogue.files import load_catalogue_file, write_catalogue_file
+from flask_retention.catalogue.files import (
+    load_catalogue_file,
+    read_image_file,
+    write_catalogue_file,
+)
 from flask_retention.catalogue.models import (
     APPLE_STATES,
     KINDS,
@@ -50,6 +54,7 @@ from flask_retention.catalogue.models import (
     utcnow,
 )
 from flask_retention.catalogue.validation import (
+    DEFAULT_MAX_IMAGE_BYTES,
     CatalogueError,
     check_document,
     check_image,
@@ -624,23 +629,23 @@ class Catalogue:
         name: str,
         data: bytes | str | os.PathLike[str],
         size: ImageSize | None = None,
+        *,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     ) -> StoredImage:
         """Add image ``name`` from PNG bytes or a file path; ``size`` is inferred when omitted.
 
         Adding a name again with other bytes makes a new version (new UUID),
         and a new version of every message that uses it; the same bytes change
-        nothing.
+        nothing. A path must be a regular file of at most ``max_image_bytes``
+        (see :func:`~flask_retention.catalogue.files.read_image_file`).
         """
         source = None
         if not isinstance(data, bytes | bytearray):
             source = os.fspath(data)
             try:
-                with open(source, "rb") as f:
-                    data = f.read()
-            except OSError as e:
-                raise CatalogueError(
-                    f"image {name!r}: cannot read {source!r} ({e.strerror})"
-                ) from None
+                data = read_image_file(source, max_bytes=max_image_bytes)
+            except CatalogueError as e:
+                raise CatalogueError(f"image {name!r}: {e}") from None
         entry = check_image(bytes(data), size, name=name, source=source)
         with self._write() as w:
             check_document(
@@ -851,9 +856,23 @@ class Catalogue:
                 w.set_default(default)
             return w.result(doc.warnings)
 
-    def import_file(self, path: str | os.PathLike[str], *, prune: bool = False) -> ImportResult:
-        """Load a catalogue file (TOML or JSON) and import it; see :meth:`import_document`."""
-        return self.import_document(load_catalogue_file(path), prune=prune)
+    def import_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        prune: bool = False,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    ) -> ImportResult:
+        """Load a catalogue file (TOML or JSON) and import it; see :meth:`import_document`.
+
+        Images larger than ``max_image_bytes`` are refused (see
+        :func:`~flask_retention.catalogue.files.load_catalogue_file`); the
+        result's warnings include the file's (an image outside its folder).
+        """
+        document = load_catalogue_file(path, max_image_bytes=max_image_bytes)
+        result = self.import_document(document, prune=prune)
+        warnings = tuple(dict.fromkeys((*document.warnings, *result.warnings)))
+        return replace(result, warnings=warnings)
 
     def export_document(self) -> CatalogueDocument:
         """The current catalogue (current versions only) as a document."""

@@ -33,6 +33,7 @@ from flask_retention.catalogue.entries import (
     MessageEntry,
 )
 from flask_retention.catalogue.png import PNGInfo, read_png_info
+from flask_retention.core.config import DEFAULT_MAX_IMAGE_BYTES
 from flask_retention.core.errors import RetentionError
 
 __all__ = [
@@ -40,14 +41,19 @@ __all__ = [
     "BODY_MAX_LENGTH",
     "BULLET_POINT_SIDE",
     "BULLET_TEXT_MAX_LENGTH",
+    "DEFAULT_MAX_IMAGE_BYTES",
     "FULL_SIZE_MAX_HEIGHT",
     "FULL_SIZE_MIN_HEIGHT",
     "FULL_SIZE_WIDTH",
     "HEADER_MAX_LENGTH",
     "KNOWN_LOCALES",
     "MAX_BULLET_POINTS",
+    "MAX_CATALOGUE_FILE_BYTES",
+    "MAX_DOTTED_KEY_PARTS",
     "MAX_IMAGES",
     "MAX_MESSAGES",
+    "MAX_NESTING",
+    "MAX_NUMBER_DIGITS",
     "NAME_MAX_LENGTH",
     "SUPPORTED_SUFFIXES",
     "BulletPointSchema",
@@ -77,6 +83,17 @@ FULL_SIZE_MAX_HEIGHT: Final = 2160
 BULLET_POINT_SIDE: Final = 1024
 #: Names of images and messages are ours, not Apple's; the limit keeps them usable as keys.
 NAME_MAX_LENGTH: Final = 200
+
+# Limits of catalogue files, which are untrusted input (see ``files``):
+#: The largest catalogue file read, in bytes: Apple's 2,000 images and 2,000
+#: messages with five bullet points each fit in a few megabytes.
+MAX_CATALOGUE_FILE_BYTES: Final = 16_000_000
+#: The deepest arrays and tables may nest in a catalogue file (a catalogue needs 5).
+MAX_NESTING: Final = 32
+#: The most parts of one dotted TOML key (a catalogue needs none).
+MAX_DOTTED_KEY_PARTS: Final = 32
+#: The most digits of one number (a catalogue holds no numbers: its values are text).
+MAX_NUMBER_DIGITS: Final = 100
 
 #: The App Store's locale short codes as far as we know them: both the
 #: region-qualified codes that devices send as ``userLocale`` and App Store
@@ -285,6 +302,9 @@ def _name_problem(name: object) -> str | None:
         return f"{name!r} has spaces at its start or end"
     if len(name) > NAME_MAX_LENGTH:
         return f"{len(name)} characters, the limit for names is {NAME_MAX_LENGTH}"
+    nul = _nul_problem(name)
+    if nul is not None:
+        return nul
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         return f"{name!r} contains control characters"
     return _utf8_problem(name)
@@ -296,6 +316,16 @@ def _utf8_problem(text: str) -> str | None:
     except UnicodeEncodeError as exc:
         return f"contains {text[exc.start]!r}, which is not valid UTF-8 (a lone surrogate)"
     return None
+
+
+def _nul_problem(text: str) -> str | None:
+    position = text.find("\x00")
+    if position < 0:
+        return None
+    return (
+        f"contains a NUL character (character {position + 1}), "
+        "which Apple and PostgreSQL refuse: remove it"
+    )
 
 
 def check_image(
@@ -324,7 +354,8 @@ def check_image(
 
 
 class _Text(validate.Validator):
-    """A string that is not blank, is valid UTF-8 and has at most ``limit`` code points."""
+    """A string that is not blank, is valid UTF-8 without NUL characters and has at most
+    ``limit`` code points."""
 
     def __init__(self, limit: int | None = None) -> None:
         self.limit = limit
@@ -332,11 +363,29 @@ class _Text(validate.Validator):
     def __call__(self, value: str) -> str:
         if not value.strip():
             raise ValidationError("must not be empty")
-        problem = _utf8_problem(value)
+        problem = _nul_problem(value) or _utf8_problem(value)
         if problem is not None:
             raise ValidationError(problem)
         if self.limit is not None and len(value) > self.limit:
             raise ValidationError(f"{len(value)} characters, Apple's limit is {self.limit}")
+        return value
+
+
+class _FilePath(validate.Validator):
+    """A file path: not blank, valid UTF-8, without NUL or other control characters."""
+
+    def __call__(self, value: str) -> str:
+        if not value.strip():
+            raise ValidationError("must not be empty")
+        if "\x00" in value:
+            raise ValidationError(
+                f"{value!r} contains a NUL character, which no file path can: fix the path"
+            )
+        problem = _utf8_problem(value)
+        if problem is not None:
+            raise ValidationError(problem)
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValidationError(f"{value!r} contains control characters: fix the path")
         return value
 
 
@@ -489,7 +538,7 @@ class ImageFileSchema(_StrictSchema):
     """An image entry of a catalogue file: ``name``, ``file``, optional ``size``."""
 
     name = _string(_Name())
-    file = _string(_Text())
+    file = _string(_FilePath())
     size = _string(
         validate.OneOf(IMAGE_SIZES, error="must be FULL_SIZE or BULLET_POINT, not {input!r}"),
         required=False,
@@ -515,7 +564,7 @@ def _flatten(messages: Any, path: str = "") -> list[str]:
             elif isinstance(key, int):
                 out.extend(_flatten(value, f"{path}[{key}]"))
             else:
-                out.extend(_flatten(value, f"{path}.{key}"))
+                out.extend(_flatten(value, f"{path}.{key_label(key)}"))
         return out
     if isinstance(messages, list | tuple):
         return [line for item in messages for line in _flatten(item, path)]
@@ -536,6 +585,12 @@ def load_entry(kind: type[Schema], data: object, where: str) -> dict[str, Any]:
                 for line in _flatten(exc.messages)
             ]
         ) from None
+
+
+def key_label(key: object) -> str:
+    """A key as error messages show it: as written when printable, else quoted with escapes."""
+    text = str(key)
+    return text if text.isprintable() else repr(text)
 
 
 def type_name(value: object) -> str:

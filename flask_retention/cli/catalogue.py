@@ -34,6 +34,10 @@ def _environments() -> tuple[str, ...]:
     return current_state().settings.environments
 
 
+def _max_image_bytes() -> int:
+    return current_state().settings.max_image_bytes
+
+
 # -- the database, import and export -----------------------------------------------------
 
 
@@ -52,11 +56,18 @@ def init_db_command() -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--prune", is_flag=True, help="Retire entries the file does not list.")
 def import_command(file: Path, prune: bool) -> None:
-    """Load a catalogue file (TOML or JSON) into the database; safe to repeat."""
+    """Load a catalogue file (TOML or JSON) into the database; safe to repeat.
+
+    The file is checked whole first (as `validate` does) and nothing is
+    written when it has a problem. Images must be regular files of at most
+    RETENTION_MAX_IMAGE_BYTES.
+    """
     with failures(file):
-        result = current_retention().catalogue.import_file(file, prune=prune)
+        result = current_retention().catalogue.import_file(
+            file, prune=prune, max_image_bytes=_max_image_bytes()
+        )
     for warning in result.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        click.echo(f"Warning: {file}: {one_line(warning)}", err=True)
     click.echo(f"Imported {file}: {result.summary()}.")
 
 
@@ -71,10 +82,12 @@ def validate_command(file: Path, as_json: bool) -> None:
     Each problem is one line naming the entry and the field; the exit status
     is 1 when there is any. The file is checked alone, as a whole catalogue:
     the database is never opened, so this runs before `init-db`, in CI.
+    Warnings (an unknown locale, an image outside the file's folder) go to
+    standard error and do not fail the check.
     """
     from flask_retention.catalogue.files import check_catalogue_file
 
-    check = check_catalogue_file(file)
+    check = check_catalogue_file(file, max_image_bytes=_max_image_bytes())
     if as_json:
         echo_json(check.to_json())
         if not check.ok:
@@ -128,11 +141,12 @@ def image_group() -> None:
 def image_add_command(path: Path, name: str, size: str | None) -> None:
     """Add the PNG at PATH as the image named --name (checked: PNG, no alpha, Apple's sizes).
 
-    Adding a name again with other bytes makes a new version, and a new
-    version of every message that uses it; `sync` uploads them.
+    PATH must be a regular file of at most RETENTION_MAX_IMAGE_BYTES. Adding
+    a name again with other bytes makes a new version, and a new version of
+    every message that uses it; `sync` uploads them.
     """
     with failures(path):
-        image = _catalogue().add_image(name, path, size)
+        image = _catalogue().add_image(name, path, size, max_image_bytes=_max_image_bytes())
     click.echo(
         f"Image {image.name} is version {image.version} ({image.size}, "
         f"{image.width}x{image.height}, {image.uuid})."
