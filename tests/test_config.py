@@ -156,6 +156,7 @@ PRODUCTION = ["Sandbox", "Production"]
 #: Every ConfigurationError init_app can raise: (the key named, the config, what the
 #: message must say: where App Store Connect shows the value, or what is allowed).
 BAD_SETTINGS = [
+    ("RETENTION_MAX_IMAGE_BYTES", {"RETENTION_MAX_IMAGE_BYTES": 0}, "whole number of bytes"),
     ("RETENTION_ENVIRONMENT", {"RETENTION_ENVIRONMENT": "sandbox"}, "a list of both"),
     ("RETENTION_ENVIRONMENT", {"RETENTION_ENVIRONMENT": []}, "a list of both"),
     ("RETENTION_ENVIRONMENT", {"RETENTION_ENVIRONMENT": ["Sandbox"] * 2}, "a list of both"),
@@ -257,6 +258,7 @@ BAD_SETTINGS = [
     ("RETENTION_OUTCOME_WINDOW", {"RETENTION_OUTCOME_WINDOW": 0}, "seconds, at least 1"),
     ("RETENTION_API_TIMEOUT", {"RETENTION_API_TIMEOUT": -1}, "seconds, at least 0.001"),
     ("RETENTION_DECISION_LOG_QUEUE", {"RETENTION_DECISION_LOG_QUEUE": 0}, "whole number"),
+    ("RETENTION_DATABASE_TIMEOUT", {"RETENTION_DATABASE_TIMEOUT": 0}, "seconds, at least 0.1"),
 ]  # fmt: skip
 
 

@@ -33,7 +33,7 @@ def test_init_app_sets_every_default(app: Flask, retention: Retention) -> None:
     assert app.config["RETENTION_DECISION_LOG"] is True
     assert app.config["RETENTION_OUTCOME_WINDOW"] == 604800
     assert (retention.tuning.sync_lock_timeout, retention.tuning.perf_test_poll_interval) == (
-        900,
+        60,
         5,
     )
 

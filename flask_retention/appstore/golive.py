@@ -282,14 +282,29 @@ def follow_performance_test(
     interval: float = DEFAULT_POLL_INTERVAL,
     on_poll: Callable[[PerformanceTestResultResponse], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    max_wait: float | None = None,
 ) -> PerformanceTestResultResponse:
-    """Poll a test every ``interval`` seconds until Apple has its result; each poll recorded."""
+    """Poll a test every ``interval`` seconds until Apple has its result; each poll recorded.
+
+    After ``max_wait`` seconds without a result (``None``: no limit) it
+    raises :class:`GoLiveError`, which says how to fetch the result later:
+    an answer that never says ``PASS`` or ``FAIL`` must not keep a deploy
+    script waiting for ever.
+    """
+    deadline = None if max_wait is None else time.monotonic() + max_wait
     while True:
         result = fetch_performance_test(engine, client, request_id)
         if on_poll is not None:
             on_poll(result)
         if result.finished:
             return result
+        if deadline is not None and time.monotonic() + interval > deadline:
+            minutes = round(max_wait / 60) if max_wait else 0
+            waited = f"{minutes} min" if minutes else f"{max_wait:g} s"
+            raise GoLiveError(
+                f"Apple has no result for performance test {request_id} after {waited}; "
+                f"fetch it later with `flask retention perf-test --result {request_id}`."
+            )
         sleep(interval)
 
 

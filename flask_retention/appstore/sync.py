@@ -8,9 +8,10 @@ every managed one with ``verify_defaults``), and returns a :class:`SyncPlan`;
 :func:`run_sync` applies it in
 dependency order (images, messages, defaults; removals in reverse), records
 each step as it succeeds, and holds a lock row in the database so that one
-sync at a time talks to Apple for an environment.
+sync at a time talks to Apple for an environment
+(:mod:`flask_retention.appstore.sync_lock`).
 
-A sync that stops anywhere (crash, Ctrl-C, network loss) is finished by
+A sync that stops anywhere (crash, Ctrl-C, SIGTERM, network loss) is finished by
 running it again: the plan is always made from Apple's lists, so anything
 that landed is not uploaded twice, and a sync after a complete one makes no
 call that writes.
@@ -19,16 +20,10 @@ call that writes.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid as uuid_mod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 from uuid import UUID
-
-import sqlalchemy as sa
 
 from flask_retention.appstore.client import (
     BulletPoint,
@@ -39,15 +34,29 @@ from flask_retention.appstore.client import (
     UploadMessageImage,
     UploadMessageRequestBody,
 )
-from flask_retention.catalogue.models import APPLE_STATES, SyncLock, utcnow
+from flask_retention.appstore.sync_lock import (
+    DEFAULT_LOCK_HEARTBEAT,
+    DEFAULT_LOCK_RELEASE_TIMEOUT,
+    DEFAULT_LOCK_TIMEOUT,
+    SyncInterrupted,
+    SyncLockedError,
+    SyncLockHandle,
+    SyncLockInfo,
+    acquire_sync_lock,
+    sync_lock_info,
+)
+from flask_retention.catalogue.models import APPLE_STATES, utcnow
 from flask_retention.catalogue.store import Catalogue, StoredImage, StoredMessage
-from flask_retention.core.errors import RetentionError
 
 __all__ = [
+    "DEFAULT_LOCK_HEARTBEAT",
+    "DEFAULT_LOCK_RELEASE_TIMEOUT",
     "DEFAULT_LOCK_TIMEOUT",
     "DefaultDrift",
     "PlanNote",
+    "SyncInterrupted",
     "SyncLockHandle",
+    "SyncLockInfo",
     "SyncLockedError",
     "SyncPlan",
     "SyncProgress",
@@ -59,12 +68,10 @@ __all__ = [
     "plan_sync",
     "read_apple_defaults",
     "run_sync",
+    "sync_lock_info",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Seconds after its last heartbeat that a sync lock counts as abandoned and is taken over.
-DEFAULT_LOCK_TIMEOUT: Final = 900.0
 
 APPROVED: Final = "APPROVED"
 
@@ -93,20 +100,6 @@ _ENDPOINTS: Final[Mapping[str, str]] = {
 }
 
 _ORDER: Final = tuple(_ENDPOINTS)
-
-
-class SyncLockedError(RetentionError):
-    """Another sync holds the lock of this environment (and its heartbeat is fresh)."""
-
-    def __init__(self, environment: str, owner: str, since: datetime | None) -> None:
-        self.environment = environment
-        self.owner = owner
-        self.since = since
-        when = f" since {since.isoformat(timespec='seconds')}" if since is not None else ""
-        super().__init__(
-            f"another sync of {environment} is running ({owner}{when}); wait for it to finish, "
-            "or, if it died, wait until its lock is 15 minutes old"
-        )
 
 
 # -- the plan -------------------------------------------------------------------------
@@ -717,126 +710,6 @@ def record_pulled_states(catalogue: Catalogue, plan: SyncPlan) -> int:
     return changed
 
 
-# -- the lock -------------------------------------------------------------------------
-
-
-def _locks() -> sa.Table:
-    table = SyncLock.__table__
-    assert isinstance(table, sa.Table)
-    return table
-
-
-class SyncLockHandle:
-    """A held sync lock; :meth:`refresh` after each step, :meth:`release` at the end."""
-
-    def __init__(self, engine: sa.Engine, environment: str, owner: str) -> None:
-        self.engine = engine
-        self.environment = environment
-        self.owner = owner
-        self.taken_over: str | None = None
-
-    def refresh(self) -> None:
-        """Move the heartbeat on; raise :class:`SyncLockedError` if another sync took the lock."""
-        table = _locks()
-        with self.engine.begin() as connection:
-            updated = connection.execute(
-                sa.update(table)
-                .where(table.c.environment == self.environment, table.c.owner == self.owner)
-                .values(heartbeat_at=utcnow())
-            )
-            if updated.rowcount != 1:
-                row = connection.execute(
-                    sa.select(table.c.owner, table.c.acquired_at).where(
-                        table.c.environment == self.environment
-                    )
-                ).first()
-                raise SyncLockedError(
-                    self.environment,
-                    row.owner if row is not None else "nobody",
-                    row.acquired_at if row is not None else None,
-                )
-
-    def release(self) -> None:
-        """Give the lock up (only ours: a lock another sync took over stays)."""
-        table = _locks()
-        with self.engine.begin() as connection:
-            connection.execute(
-                sa.delete(table).where(
-                    table.c.environment == self.environment, table.c.owner == self.owner
-                )
-            )
-
-    def __enter__(self) -> SyncLockHandle:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
-
-def default_owner() -> str:
-    """Who holds a lock, for the message another sync shows: host, process, a nonce."""
-    return f"{socket.gethostname()} pid {os.getpid()} ({uuid_mod.uuid4().hex[:8]})"
-
-
-def acquire_sync_lock(
-    engine: sa.Engine,
-    environment: str,
-    *,
-    owner: str | None = None,
-    timeout: float = DEFAULT_LOCK_TIMEOUT,
-) -> SyncLockHandle:
-    """Take the sync lock of ``environment``, or raise :class:`SyncLockedError`.
-
-    A lock whose heartbeat is older than ``timeout`` seconds belongs to a sync
-    that died; it is taken over (compare-and-set on its owner and heartbeat,
-    so two takers cannot both win).
-    """
-    table = _locks()
-    owner = owner or default_owner()
-    for _attempt in range(3):
-        now = utcnow()
-        try:
-            with engine.begin() as connection:
-                connection.execute(
-                    sa.insert(table).values(
-                        environment=environment, owner=owner, acquired_at=now, heartbeat_at=now
-                    )
-                )
-            return SyncLockHandle(engine, environment, owner)
-        except sa.exc.IntegrityError:
-            pass
-        with engine.begin() as connection:
-            row = connection.execute(
-                sa.select(table.c.owner, table.c.acquired_at, table.c.heartbeat_at).where(
-                    table.c.environment == environment
-                )
-            ).first()
-            if row is None:
-                continue
-            if row.heartbeat_at > now - timedelta(seconds=timeout):
-                raise SyncLockedError(environment, row.owner, row.acquired_at)
-            taken = connection.execute(
-                sa.update(table)
-                .where(
-                    table.c.environment == environment,
-                    table.c.owner == row.owner,
-                    table.c.heartbeat_at == row.heartbeat_at,
-                )
-                .values(owner=owner, acquired_at=now, heartbeat_at=now)
-            )
-            if taken.rowcount == 1:
-                logger.warning(
-                    "took over the stale sync lock of %s from %s (no heartbeat since %s)",
-                    environment,
-                    row.owner,
-                    row.heartbeat_at.isoformat(timespec="seconds"),
-                )
-                handle = SyncLockHandle(engine, environment, owner)
-                handle.taken_over = row.owner
-                return handle
-    raise SyncLockedError(environment, "another sync", None)
-
-
 # -- running --------------------------------------------------------------------------
 
 
@@ -964,6 +837,8 @@ def run_sync(
     prune: bool = False,
     dry_run: bool = False,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    lock_heartbeat: float = DEFAULT_LOCK_HEARTBEAT,
+    lock_release_timeout: float = DEFAULT_LOCK_RELEASE_TIMEOUT,
     owner: str | None = None,
     progress: Callable[[SyncProgress], None] | None = None,
     plan: SyncPlan | None = None,
@@ -981,6 +856,13 @@ def run_sync(
     and at the end. Raises :class:`SyncLockedError` when another sync of the
     environment runs, and the client's ``APIError`` when Apple fails: what
     succeeded is recorded, and the next run finishes.
+
+    The lock's heartbeat moves every ``lock_heartbeat`` seconds while the
+    sync runs (at most a quarter of ``lock_timeout``, after which a lock
+    without heartbeat is taken over) and after each step. However the sync
+    stops, the lock is given up; after an error or an interruption
+    (:class:`SyncInterrupted`, ``KeyboardInterrupt``) over a new connection
+    and within ``lock_release_timeout`` seconds.
     """
     env = client.environment
 
@@ -992,8 +874,15 @@ def run_sync(
     if dry_run:
         plan = plan if plan is not None else make()
         return SyncResult(env, plan, (), plan, dry_run=True)
-    lock = acquire_sync_lock(catalogue.engine, env, owner=owner, timeout=lock_timeout)
+    lock = acquire_sync_lock(
+        catalogue.engine,
+        env,
+        owner=owner,
+        timeout=lock_timeout,
+        release_timeout=lock_release_timeout,
+    )
     with lock:
+        lock.start_heartbeat(lock_heartbeat)
         first = make() if plan is None else plan
         record_pulled_states(catalogue, first)
         done: list[SyncStep] = []
@@ -1062,12 +951,16 @@ def wait_estimate(seconds: float) -> str:
 # -- status ---------------------------------------------------------------------------
 
 
-def sync_status(catalogue: Catalogue, environment: str) -> dict[str, Any]:
+def sync_status(
+    catalogue: Catalogue, environment: str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> dict[str, Any]:
     """The catalogue beside Apple's state in ``environment``, as the last sync recorded it.
 
     Lists every current version and every older one still at Apple, the
-    defaults (local name, the version Apple holds), the real-time URL and
-    the last performance test. No call to Apple.
+    defaults (local name, the version Apple holds), the real-time URL, the
+    last performance test, and who holds the sync lock (``None`` when no
+    sync runs; stale after ``lock_timeout`` seconds without heartbeat). No
+    call to Apple.
     """
     from flask_retention.appstore.golive import last_performance_test
 
@@ -1122,6 +1015,7 @@ def sync_status(catalogue: Catalogue, environment: str) -> dict[str, Any]:
                 }
             )
     test = last_performance_test(catalogue.engine, environment)
+    lock = sync_lock_info(catalogue.engine, environment, timeout=lock_timeout)
     return {
         "environment": environment,
         "images": versions(catalogue.image_versions()),
@@ -1129,4 +1023,5 @@ def sync_status(catalogue: Catalogue, environment: str) -> dict[str, Any]:
         "defaults": defaults,
         "realtime_url": catalogue.realtime_url(environment),
         "last_performance_test": None if test is None else test.to_json(),
+        "sync_lock": None if lock is None else lock.to_json(),
     }

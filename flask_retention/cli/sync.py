@@ -80,6 +80,55 @@ def _print_notes(plan: Any) -> None:
                 click.echo(f"  {note.describe()}")
 
 
+class _SigtermStopsSync:
+    """In the main thread, SIGTERM raises :class:`SyncInterrupted` (once: another SIGTERM
+    during the clean-up is ignored) so that the sync gives its lock up; the previous handler
+    is restored on leaving."""
+
+    def __enter__(self) -> None:
+        import signal
+        import threading
+
+        from flask_retention.appstore.sync import SyncInterrupted
+
+        self.previous: Any = None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        raised = False
+
+        def interrupt(signum: int, frame: object) -> None:
+            nonlocal raised
+            if not raised:
+                raised = True
+                raise SyncInterrupted("SIGTERM")
+
+        previous = signal.signal(signal.SIGTERM, interrupt)
+        self.previous = signal.SIG_DFL if previous is None else previous
+
+    def __exit__(self, *exc_info: object) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _interrupted(error: Any, env: str, tuning: Any) -> str:
+    """The one line a sync stopped by a signal ends with."""
+    if error.lock_released is None:
+        return f"stopped by {error.signal_name} before it changed anything at Apple; run sync again"
+    if error.lock_released:
+        return (
+            f"stopped by {error.signal_name}; the sync lock of {env} was released; "
+            "run sync again to finish"
+        )
+    return (
+        f"stopped by {error.signal_name}; the sync lock of {env} could not be released within "
+        f"{tuning.sync_lock_release_timeout:g} s (the database did not answer), and the next sync "
+        f"takes it over {tuning.sync_lock_timeout:g} s after its last heartbeat; run sync again "
+        "to finish"
+    )
+
+
 @retention_cli.command("sync", short_help="Sync the catalogue with Apple (plan, upload, defaults).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing on either side.")
 @click.option("--prune", is_flag=True, help="Also delete images and messages unknown here.")
@@ -111,69 +160,85 @@ def sync_command(
     first, then messages, then defaults (only once Apple approved the
     message and its images); removals run in reverse, and an old version is
     deleted only after its successor is approved and the defaults point to
-    it. One sync at a time per environment; a sync that stopped half-way is
-    finished by running it again, and a sync with nothing to do makes no
-    change at Apple.
+    it. One sync at a time per environment: a lock in the database, whose
+    heartbeat moves while the sync runs, and which is taken over a minute
+    after its last heartbeat (a sync that was killed). SIGTERM stops the sync
+    cleanly: the lock is released and the command exits with status 143. A
+    sync that stopped half-way is finished by running it again, and a sync
+    with nothing to do makes no change at Apple.
     """
-    from flask_retention.appstore.sync import SyncProgress, plan_sync, run_sync, wait_estimate
+    from flask_retention.appstore.sync import (
+        SyncInterrupted,
+        SyncProgress,
+        plan_sync,
+        run_sync,
+        wait_estimate,
+    )
 
     env = _environment(environment)
-    with failures():
-        timeout = current_retention().tuning.sync_lock_timeout
-        catalogue = current_retention().catalogue
-        with _client(env) as client, Progress(1, "Reading defaults from Apple") as reading:
-            interval = client.limit("get_default_message").interval
-            where = "the sandbox" if env == "Sandbox" else "production"
-            which = "from Apple" if verify_defaults else "whose message Apple no longer lists"
+    try:
+        with _SigtermStopsSync(), failures():
+            tuning = current_retention().tuning
+            catalogue = current_retention().catalogue
+            with _client(env) as client, Progress(1, "Reading defaults from Apple") as reading:
+                interval = client.limit("get_default_message").interval
+                where = "the sandbox" if env == "Sandbox" else "production"
+                which = "from Apple" if verify_defaults else "whose message Apple no longer lists"
 
-            def read_progress(done: int, total: int, eta: float) -> None:
-                if done == 0 and total:
-                    click.echo(
-                        f"Reading {total} default{'' if total == 1 else 's'} {which}: "
-                        f"about {wait_estimate(eta)} (Get Default Message: 1 request every "
-                        f"{interval:g} s in {where})",
-                        err=as_json,
-                    )
-                reading.show(done, total, f"Reading defaults (about {wait_estimate(eta)} left)")
-
-            plan = plan_sync(
-                catalogue,
-                client,
-                prune=prune,
-                verify_defaults=verify_defaults,
-                progress=read_progress,
-            )
-            reading.close()
-            if not as_json:
-                _print_plan(plan, client)
-            if dry_run:
-                if as_json:
-                    echo_json({"dry_run": True, "plan": plan.to_json()})
-                return
-            if plan.steps and (env == "Production" or prune):
-                deletes = sum(1 for s in plan.steps if s.action.startswith("delete"))
-                confirm(
-                    f"Apply {len(plan.steps)} change(s) to Apple's {env} ({deletes} deletion(s))?",
-                    yes,
-                )
-            with Progress(len(plan.steps), f"Syncing {env}") as bar:
-
-                def progress(p: SyncProgress) -> None:
-                    if plan.steps and not as_json:
-                        bar.show(
-                            p.done,
-                            p.total,
-                            f"Syncing {env} (about {wait_estimate(p.eta)} left)",
+                def read_progress(done: int, total: int, eta: float) -> None:
+                    if done == 0 and total:
+                        click.echo(
+                            f"Reading {total} default{'' if total == 1 else 's'} {which}: "
+                            f"about {wait_estimate(eta)} (Get Default Message: 1 request every "
+                            f"{interval:g} s in {where})",
+                            err=as_json,
                         )
+                    reading.show(done, total, f"Reading defaults (about {wait_estimate(eta)} left)")
 
-                result = run_sync(
+                plan = plan_sync(
                     catalogue,
                     client,
                     prune=prune,
-                    lock_timeout=timeout,
-                    progress=progress,
-                    plan=plan,
+                    verify_defaults=verify_defaults,
+                    progress=read_progress,
                 )
+                reading.close()
+                if not as_json:
+                    _print_plan(plan, client)
+                if dry_run:
+                    if as_json:
+                        echo_json({"dry_run": True, "plan": plan.to_json()})
+                    return
+                if plan.steps and (env == "Production" or prune):
+                    deletes = sum(1 for s in plan.steps if s.action.startswith("delete"))
+                    confirm(
+                        f"Apply {len(plan.steps)} change(s) to Apple's {env} "
+                        f"({deletes} deletion(s))?",
+                        yes,
+                    )
+                with Progress(len(plan.steps), f"Syncing {env}") as bar:
+
+                    def progress(p: SyncProgress) -> None:
+                        if plan.steps and not as_json:
+                            bar.show(
+                                p.done,
+                                p.total,
+                                f"Syncing {env} (about {wait_estimate(p.eta)} left)",
+                            )
+
+                    result = run_sync(
+                        catalogue,
+                        client,
+                        prune=prune,
+                        lock_timeout=tuning.sync_lock_timeout,
+                        lock_heartbeat=tuning.sync_lock_heartbeat,
+                        lock_release_timeout=tuning.sync_lock_release_timeout,
+                        progress=progress,
+                        plan=plan,
+                    )
+    except SyncInterrupted as e:
+        click.echo(f"Error: {_interrupted(e, env, current_retention().tuning)}", err=True)
+        click.get_current_context().exit(143)  # 128 + SIGTERM, as a shell reports it
     if as_json:
         echo_json(result.to_json())
         return
@@ -198,7 +263,9 @@ def status_command(environment: str | None, as_json: bool) -> None:
     """Show the catalogue beside Apple's state, per environment, as the last sync saw it.
 
     Each image and message version with Apple's review state, the defaults
-    (local and Apple's), the real-time URL and the last performance test.
+    (local and Apple's), the real-time URL, the last performance test, and
+    who holds the sync lock (a running sync: host, process, since when, and
+    its last heartbeat).
     """
     from flask_retention.appstore.sync import sync_status
 
@@ -206,7 +273,8 @@ def status_command(environment: str | None, as_json: bool) -> None:
     envs = [environment] if environment else list(state.settings.environments)
     with failures():
         catalogue = current_retention().catalogue
-        reports = [sync_status(catalogue, env) for env in envs]
+        timeout = current_retention().tuning.sync_lock_timeout
+        reports = [sync_status(catalogue, env, lock_timeout=timeout) for env in envs]
     if as_json:
         echo_json(reports)
         return
@@ -263,6 +331,16 @@ def status_command(environment: str | None, as_json: bool) -> None:
                 f"{test['created_at'][:19]}"
                 + (f", success rate {rate}%" if rate is not None else "")
                 + ")"
+            )
+        lock = report["sync_lock"]
+        if lock is None:
+            click.echo("Sync lock: free")
+        else:
+            click.echo(
+                f"Sync lock: held by {lock['owner']} since "
+                f"{lock['acquired_at'][:19].replace('T', ' ')} UTC, "
+                f"last heartbeat {lock['heartbeat_age']:.0f} s ago"
+                + (" (stale: the next sync takes it over)" if lock["stale"] else "")
             )
 
 
@@ -444,7 +522,12 @@ def perf_test_command(
                             bar.show(max(0, known - pending), total=known)
 
                     result = follow_performance_test(
-                        engine, client, started.request_id, interval=interval, on_poll=on_poll
+                        engine,
+                        client,
+                        started.request_id,
+                        interval=interval,
+                        on_poll=on_poll,
+                        max_wait=current_retention().tuning.perf_test_max_wait,
                     )
     _print_result(result)
     if not result.passed:

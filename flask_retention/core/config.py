@@ -18,6 +18,10 @@ from sqlalchemy.engine import URL
 from flask_retention.core.apple import ENVIRONMENTS
 from flask_retention.core.errors import ConfigurationError
 
+#: The default of ``RETENTION_MAX_IMAGE_BYTES``: an uncompressed 3840x2160 RGB PNG
+#: fits (Apple publishes no byte limit for images).
+DEFAULT_MAX_IMAGE_BYTES: Final = 25_000_000
+
 #: Every configuration key with its default; ``init_app`` sets the missing ones.
 DEFAULTS: Final[Mapping[str, Any]] = {
     "RETENTION_ENVIRONMENT": "Sandbox",
@@ -42,6 +46,8 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "RETENTION_OUTCOME_WINDOW": 604800,
     "RETENTION_API_TIMEOUT": 30.0,
     "RETENTION_DECISION_LOG_QUEUE": 10000,
+    "RETENTION_MAX_IMAGE_BYTES": DEFAULT_MAX_IMAGE_BYTES,
+    "RETENTION_DATABASE_TIMEOUT": 10.0,
 }
 
 APPLE_ROOT_CA_G3: Final = "AppleRootCA-G3.pem"
@@ -361,23 +367,53 @@ class Tuning:
     tests shorten the waits with ``Retention(app, tuning=Tuning(...))``.
     ``api_*`` pace and retry calls to Apple's management API (see
     :class:`~flask_retention.api.RetentionAPIClient`); ``sync_lock_timeout``
-    is the age after which a sync's lock counts as abandoned;
+    is the seconds without heartbeat after which a sync's lock counts as
+    abandoned, ``sync_lock_heartbeat`` the seconds between its heartbeats
+    while a sync runs (at most a quarter of the timeout), and
+    ``sync_lock_release_timeout`` the bound on each statement on the lock and
+    on its release after an error or SIGTERM;
     ``perf_test_poll_interval`` the seconds between polls of a running
-    performance test; ``decision_log_batch`` and ``decision_log_interval``
-    the decision log's rows per insert and seconds between writes.
+    performance test and ``perf_test_max_wait`` how long ``perf-test`` follows
+    one before it stops and says how to fetch the result later;
+    ``decision_log_batch`` the decision log's rows per insert,
+    ``decision_log_interval`` the most seconds a decision waits to be written
+    while traffic is steady, ``decision_log_idle`` the quiet seconds after
+    which the queue is written at once, ``decision_log_retry`` the seconds
+    between attempts while the database is unreachable;
+    ``notifications_timeout`` the seconds the notifications endpoint waits to
+    store a notification before answering ``503``;
+    ``database_deadline`` the seconds that one round of background database
+    work (a catalogue refresh, a decision-log batch) may take before its
+    connection is abandoned (see :func:`~flask_retention.core.database.bounded`).
     """
 
     api_max_retries: int = 3
     api_retry_after_cap: float = 60.0
     api_pacing: float = 1.0
     api_budget_wait: float = 0.0
-    sync_lock_timeout: float = 900.0
+    sync_lock_timeout: float = 60.0
+    sync_lock_heartbeat: float = 15.0
+    sync_lock_release_timeout: float = 5.0
     perf_test_poll_interval: float = 5.0
+    perf_test_max_wait: float = 1800.0
     decision_log_batch: int = 500
-    decision_log_interval: float = 1.0
+    decision_log_interval: float = 0.2
+    decision_log_idle: float = 0.05
+    decision_log_retry: float = 1.0
+    notifications_timeout: float = 2.0
+    database_deadline: float = 5.0
 
     def __post_init__(self) -> None:
-        minimums = {"decision_log_batch": 1, "decision_log_interval": 0.001}
+        minimums = {
+            "decision_log_batch": 1,
+            "decision_log_interval": 0.001,
+            "decision_log_idle": 0.001,
+            "decision_log_retry": 0.001,
+            "notifications_timeout": 0.01,
+            "sync_lock_heartbeat": 0.001,
+            "sync_lock_release_timeout": 0.001,
+            "database_deadline": 0.01,
+        }
         for name, value in vars(self).items():
             integer = name in ("api_max_retries", "decision_log_batch")
             kind = int if integer else int | float
@@ -421,6 +457,8 @@ class Settings:
     outcome_window: float
     api_timeout: float
     decision_log_queue: int
+    database_timeout: float
+    max_image_bytes: int
 
     @property
     def default_environment(self) -> str:
@@ -492,5 +530,9 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
         api_timeout=_number(config, "RETENTION_API_TIMEOUT", unit="seconds", minimum=0.001),
         decision_log_queue=_number(
             config, "RETENTION_DECISION_LOG_QUEUE", unit="decisions", minimum=1, integer=True
+        ),
+        database_timeout=_number(config, "RETENTION_DATABASE_TIMEOUT", unit="seconds", minimum=0.1),
+        max_image_bytes=_number(
+            config, "RETENTION_MAX_IMAGE_BYTES", unit="bytes", minimum=1, integer=True
         ),
     )

@@ -9,6 +9,7 @@ answer without ``average``.)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -22,9 +23,10 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from werkzeug.wrappers import Request, Response
 
+from flask_retention import Tuning
 from flask_retention.testing import AppStoreSigner, serve
 
-from .support import build_catalogue, fails, invoke, ok, sync_app
+from .support import SYNC_TUNING, build_catalogue, fails, invoke, ok, sync_app
 
 API = "/inApps/v1/messaging"
 REQUEST_ID = "5e7c1a3b-8d2f-4e6a-9b1c-0f2e3d4c5b6a"
@@ -164,6 +166,45 @@ def test_perf_test_result_fetched_later_without_average_is_shown(
     output = ok(invoke(runner, "perf-test", "--result", REQUEST_ID)).output
     assert "Result: PASS" in output
     assert "Response times (ms): p99 300\n" in output
+
+
+def test_perf_test_result_that_never_ends_stops_after_the_wait_and_says_how_to_fetch_it(
+    tmp_path: Path,
+    database_url: str,
+    apple: AppleAnswers,
+    app_store_key: ec.EllipticCurvePrivateKey,
+    app_store_key_id: str,
+    app_store_issuer_id: str,
+    app_store_bundle_id: str,
+    app_store_signer: AppStoreSigner,
+) -> None:
+    apple.answer("POST", f"{API}/performanceTest", STARTED)
+    apple.answer("GET", RESULT_PATH, {"numPending": 3})  # no "result", ever
+    tuning = dataclasses.replace(SYNC_TUNING, perf_test_max_wait=0.3)
+    with (
+        serve(apple) as url,
+        sync_app(
+            tmp_path,
+            database_url,
+            store_url=url,
+            key=app_store_key,
+            key_id=app_store_key_id,
+            issuer_id=app_store_issuer_id,
+            bundle_id=app_store_bundle_id,
+            signer=app_store_signer,
+            tuning=tuning,
+        ) as app,
+    ):
+        reason = fails(invoke(app.test_cli_runner(), "perf-test", "2000000123"))
+    assert reason == (
+        f"Error: Apple has no result for performance test {REQUEST_ID} after 0.3 s; fetch "
+        f"it later with `flask retention perf-test --result {REQUEST_ID}`."
+    )
+    assert apple.calls.count(("GET", RESULT_PATH)) >= 1  # it followed the test, then gave up
+
+
+def test_the_real_perf_test_wait_is_half_an_hour() -> None:
+    assert Tuning().perf_test_max_wait == 1800.0
 
 
 def test_perf_test_start_without_config_still_follows_the_test(
