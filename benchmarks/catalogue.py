@@ -31,11 +31,12 @@ from flask_retention.catalogue.entries import (
     DefaultEntry,
     MessageEntry,
 )
+from flask_retention.catalogue.files import write_catalogue_file
 from flask_retention.catalogue.png import encode_png
 from flask_retention.catalogue.schema import upgrade
 from flask_retention.catalogue.snapshot import CatalogueSnapshot, load_view
 from flask_retention.catalogue.store import Catalogue
-from flask_retention.catalogue.validation import check_image, write_catalogue_file
+from flask_retention.catalogue.validation import check_image
 from flask_retention.core.database import create_engine
 
 ENVIRONMENT = "Sandbox"

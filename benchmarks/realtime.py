@@ -62,7 +62,6 @@ from werkzeug.test import EnvironBuilder
 
 from flask_retention import Message, Retention
 from flask_retention.catalogue.schema import upgrade
-from flask_retention.extension import get_state
 from flask_retention.testing import AppStoreSigner
 
 APP_APPLE_ID = 1234567890
@@ -96,6 +95,11 @@ def call_wsgi(app: Flask) -> Callable[[dict[str, Any]], None]:
     return call
 
 
+def state_of(app: Flask) -> Any:
+    """What the extension keeps for ``app`` (its endpoint object, measured here directly)."""
+    return app.extensions["retention"]._get_state(app)
+
+
 def endpoint_app(signer: AppStoreSigner, database: str, **config: Any) -> tuple[Flask, Retention]:
     """The endpoint with a trivial selector, its catalogue and decision log in ``database``."""
     app = Flask("benchmark_endpoint")
@@ -107,7 +111,7 @@ def endpoint_app(signer: AppStoreSigner, database: str, **config: Any) -> tuple[
         **config,
     )
     retention = Retention(app)
-    upgrade(get_state(app).database.engine)
+    upgrade(retention.get_engine(app))
 
     @retention.selector
     def choose(req: Any) -> Message:
@@ -170,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     signer = AppStoreSigner()
     folder = tempfile.mkdtemp(prefix="retention-benchmark-")
     app, retention = endpoint_app(signer, f"sqlite:///{folder}/endpoint.db")
-    endpoint = get_state(app).endpoint
+    endpoint = state_of(app).endpoint
     assert endpoint is not None
 
     print(f"signing {n} requests...", file=sys.stderr)

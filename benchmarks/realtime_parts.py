@@ -38,7 +38,6 @@ from flask import Flask, Response, request
 sys.path.insert(0, str(Path(__file__).parent))
 import realtime as bench  # the sibling benchmark: its apps and helpers
 
-from flask_retention.extension import get_state
 from flask_retention.realtime.answers import message_answer
 from flask_retention.realtime.endpoint import RealtimeEndpoint, read_signed_payload
 from flask_retention.realtime.runner import Outcome
@@ -50,7 +49,7 @@ def variants(signer: AppStoreSigner, folder: str) -> dict[str, Flask]:
 
     def endpoint(name: str, **config: Any) -> tuple[Flask, RealtimeEndpoint]:
         app, _ = bench.endpoint_app(signer, f"sqlite:///{folder}/{name}.db", **config)
-        found = get_state(app).endpoint
+        found = bench.state_of(app).endpoint
         assert found is not None
         return app, found
 
@@ -132,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     times = bench.time_in_rounds(runs, n, block)
     for app in apps.values():
         if "retention" in app.extensions:
-            get_state(app).close()
+            app.extensions["retention"].close(app)
     shutil.rmtree(folder, ignore_errors=True)
 
     def rounds(name: str) -> list[float]:
