@@ -165,6 +165,7 @@ class Retention:
                 idle=self.tuning.decision_log_idle,
                 retry=self.tuning.decision_log_retry,
                 deadline=self.tuning.database_deadline,
+                subscriber_key=settings.subscriber_key,
             )
         if settings.endpoint is not None:
             state.endpoint = RealtimeEndpoint(

@@ -259,6 +259,20 @@ BAD_SETTINGS = [
     ("RETENTION_API_TIMEOUT", {"RETENTION_API_TIMEOUT": -1}, "seconds, at least 0.001"),
     ("RETENTION_DECISION_LOG_QUEUE", {"RETENTION_DECISION_LOG_QUEUE": 0}, "whole number"),
     ("RETENTION_DATABASE_TIMEOUT", {"RETENTION_DATABASE_TIMEOUT": 0}, "seconds, at least 0.1"),
+    ("RETENTION_SUBSCRIBER_KEY", {"RETENTION_SUBSCRIBER_KEY": ""}, "not an empty one"),
+    ("RETENTION_SUBSCRIBER_KEY", {"RETENTION_SUBSCRIBER_KEY": b""}, "not an empty one"),
+    ("RETENTION_SUBSCRIBER_KEY", {"RETENTION_SUBSCRIBER_KEY": 1234}, "str or bytes"),
+    ("RETENTION_SUBSCRIBER_KEY", {"RETENTION_SUBSCRIBER_KEY": "\ud800"}, "not valid Unicode"),
+    (
+        "RETENTION_PREVIOUS_SUBSCRIBER_KEYS",
+        {"RETENTION_PREVIOUS_SUBSCRIBER_KEYS": "an-old-secret"},
+        "must be a list",
+    ),
+    (
+        "RETENTION_PREVIOUS_SUBSCRIBER_KEYS",
+        {"RETENTION_PREVIOUS_SUBSCRIBER_KEYS": ["an-old-secret", b""]},
+        "not an empty one (item 2)",
+    ),
 ]  # fmt: skip
 
 
@@ -370,3 +384,12 @@ def test_flask_loading_a_factory_with_a_bad_key_ends_with_the_one_line_message(
         "Information > Apple ID), not '12ab'."
     )
     assert not (tmp_path / "instance").exists()
+
+
+def test_the_settings_repr_shows_no_database_password() -> None:
+    from flask_retention.core.config import DEFAULTS, read_settings
+
+    config = {**DEFAULTS, "RETENTION_DATABASE_URI": "postgresql+psycopg://app:s3cr3t-pw@db/x"}
+    settings = read_settings(config)
+    assert settings.database_uri == "postgresql+psycopg://app:s3cr3t-pw@db/x"
+    assert "s3cr3t-pw" not in repr(settings)

@@ -175,6 +175,10 @@ EXPECTED: dict[str, Any] = {
         ],
     },
     "dropped": {"total": 0, "queue_full": 0, "unstorable": 0},
+    "subscriber_ids": {
+        "decisions": {"pseudonymised": 0, "plain": 10},  # the 11th was refused unverified
+        "notifications": {"pseudonymised": 0, "plain": 0},
+    },
     # No notifications: every closed decision is kept. Subscriber 1000's decisions
     # supersede each other (closed); the last one in each environment is still open.
     "outcomes": {"decided": 8, **outcome_columns(closed=6, pending=2), "events": 0},

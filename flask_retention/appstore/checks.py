@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from flask_retention.appstore.client import APIError, NotFoundError, RetentionAPIClient
-from flask_retention.core.config import Settings
+from flask_retention.core.config import MIN_SUBSCRIBER_KEY_BYTES, Settings
 from flask_retention.core.errors import ConfigurationError
 
 __all__ = ["API_SETTINGS", "CheckReport", "Problem", "run_checks"]
@@ -44,7 +44,8 @@ class Problem:
     """One thing that must be fixed before going live: ``check`` names what was checked
     (``settings``, ``environment``, ``certificates``, ``selector``, ``database``,
     ``catalogue``, ``approval``, ``default``, ``traffic``, ``realtime_url``,
-    ``performance_test``, ``apple``), ``message`` says what is wrong and how to fix it."""
+    ``performance_test``, ``apple``, ``privacy``), ``message`` says what is wrong and how
+    to fix it."""
 
     check: str
     message: str
@@ -123,7 +124,8 @@ def run_checks(
     Checks: the settings the environment needs (the app's Apple ID for
     Production, the management API key, issuer, key ID and bundle ID), that
     the endpoint accepts the environment, the In-App Purchase key's curve,
-    the root certificates, a selector, the database (reachable, migrated), a
+    the root certificates, a ``RETENTION_SUBSCRIBER_KEY`` (when set) of at
+    least 32 bytes, a selector, the database (reachable, migrated), a
     catalogue with messages and defaults, each default's message (and its
     images) ``APPROVED`` in the environment and held by Apple as that
     default, a default for every (product, locale) that got real-time
@@ -245,6 +247,15 @@ def _check_settings(settings: Settings, config: Mapping[str, Any], env: str, out
         load_root_certificates(config.get("RETENTION_ROOT_CERTIFICATES"))
     except ConfigurationError as e:
         out.problem("certificates", str(e))
+    secret = settings.subscriber_key
+    if secret is not None and len(secret) < MIN_SUBSCRIBER_KEY_BYTES:
+        out.problem(
+            "privacy",
+            f"RETENTION_SUBSCRIBER_KEY is shorter than {MIN_SUBSCRIBER_KEY_BYTES} bytes: a "
+            "short secret can be guessed, and with it every pseudonymised subscriber ID; use "
+            f"{MIN_SUBSCRIBER_KEY_BYTES} random bytes or more (secrets.token_hex(32)), and keep "
+            "the old one in RETENTION_PREVIOUS_SUBSCRIBER_KEYS.",
+        )
     private_key = settings.private_key
     if private_key is not None and not isinstance(private_key.curve, ec.SECP256R1):
         out.problem(

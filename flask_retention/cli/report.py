@@ -1,24 +1,31 @@
 """``flask retention report`` and ``flask retention purge``: the decision log's commands.
 
-Thin wrappers over :func:`~flask_retention.insights.report.build_report` and
-:func:`~flask_retention.insights.decision_log.purge_decisions`.
+Thin wrappers over :func:`~flask_retention.insights.report.build_report`,
+:func:`~flask_retention.insights.decision_log.purge_decisions` and
+:func:`~flask_retention.insights.privacy.purge_subscriber`.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from flask_retention.cli.common import (
+    confirm,
     current_retention,
     current_state,
     failures,
     plural,
     retention_cli,
+    yes_option,
 )
 from flask_retention.core.apple import ENVIRONMENTS
+
+if TYPE_CHECKING:
+    from flask_retention.insights.privacy import SubscriberRows
 
 
 @retention_cli.command("report")
@@ -81,13 +88,26 @@ def report_command(
     "--older-than",
     help="Delete decisions older than this (90d, 12h); default RETENTION_DECISION_LOG_DAYS days.",
 )
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def purge_command(older_than: str | None, yes: bool) -> None:
-    """Delete old decisions from the decision log, and notifications as old, in batches."""
+@click.option(
+    "--subscriber",
+    metavar="ORIGINAL_TRANSACTION_ID",
+    help="Delete every decision and notification of this subscriber instead (for an erasure "
+    "request). Give the real original transaction ID: rows that store it plain or "
+    "pseudonymised (RETENTION_SUBSCRIBER_KEY, RETENTION_PREVIOUS_SUBSCRIBER_KEYS) are deleted.",
+)
+@yes_option
+def purge_command(older_than: str | None, subscriber: str | None, yes: bool) -> None:
+    """Delete old decisions from the decision log, and notifications as old, in batches;
+    or, with --subscriber, one subscriber's decisions and notifications."""
     from flask_retention.insights.decision_log import count_older, purge_decisions
     from flask_retention.insights.notifications import purge_notifications
     from flask_retention.insights.report import parse_duration
 
+    if subscriber is not None:
+        if older_than is not None:
+            raise click.UsageError("give --older-than or --subscriber, not both.")
+        _purge_subscriber(subscriber, yes)
+        return
     state = current_state()
     if older_than is None:
         age = timedelta(days=state.settings.decision_log_days)
@@ -104,9 +124,37 @@ def purge_command(older_than: str | None, yes: bool) -> None:
             if not count:
                 click.echo(f"No decisions recorded before {when}.")
                 return
-            click.confirm(f"Delete {plural(count, 'decision')} recorded before {when}?", abort=True)
+            confirm(f"Delete {plural(count, 'decision')} recorded before {when}?", yes)
         deleted = purge_decisions(state.engine, cutoff)
         notifications = purge_notifications(state.engine, cutoff)
     click.echo(f"Deleted {plural(deleted, 'decision')} recorded before {when}.")
     if notifications:
         click.echo(f"Deleted {plural(notifications, 'notification')} signed before {when}.")
+
+
+def _purge_subscriber(subscriber: str, yes: bool) -> None:
+    """``purge --subscriber``: one subscriber's rows, in every form they may be stored in."""
+    from flask_retention.insights.privacy import count_subscriber, purge_subscriber
+
+    subscriber = subscriber.strip()
+    if not subscriber:
+        raise click.BadParameter(
+            "give the subscriber's original transaction ID.", param_hint="'--subscriber'"
+        )
+    state = current_state()
+    settings = state.settings
+    keys = [k for k in (settings.subscriber_key, *settings.previous_subscriber_keys) if k]
+    with failures():
+        if not yes:
+            found = count_subscriber(state.engine, subscriber, keys)
+            if not found.total:
+                click.echo("No decisions or notifications of that subscriber are stored.")
+                return
+            confirm(f"Delete {_rows(found)} of that subscriber?", yes)
+        deleted = purge_subscriber(state.engine, subscriber, keys)
+    click.echo(f"Deleted {_rows(deleted)} of that subscriber.")
+
+
+def _rows(found: SubscriberRows) -> str:
+    decisions = plural(found.decisions, "decision")
+    return f"{decisions} and {plural(found.notifications, 'notification')}"

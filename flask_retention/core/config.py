@@ -48,12 +48,18 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "RETENTION_DECISION_LOG_QUEUE": 10000,
     "RETENTION_MAX_IMAGE_BYTES": DEFAULT_MAX_IMAGE_BYTES,
     "RETENTION_DATABASE_TIMEOUT": 10.0,
+    "RETENTION_SUBSCRIBER_KEY": None,
+    "RETENTION_PREVIOUS_SUBSCRIBER_KEYS": (),
 }
 
 APPLE_ROOT_CA_G3: Final = "AppleRootCA-G3.pem"
 
 #: The largest ``appAppleId`` Apple sends (an int64).
 APP_APPLE_ID_MAX: Final = 2**63 - 1
+
+#: The shortest ``RETENTION_SUBSCRIBER_KEY``, in bytes, that ``flask retention check``
+#: accepts without a ``privacy`` problem: as long as the HMAC-SHA256 output.
+MIN_SUBSCRIBER_KEY_BYTES: Final = 32
 
 
 @dataclass(frozen=True)
@@ -359,6 +365,55 @@ def _database_uri(value: Any) -> str | None:
     )
 
 
+def _secret(value: Any) -> bytes | str:
+    """A secret as bytes (a ``str`` is UTF-8 encoded), or what is wrong with it: its type
+    or "an empty one", never its value."""
+    if isinstance(value, str):
+        try:
+            value = value.encode()
+        except UnicodeEncodeError:
+            return "a str that is not valid Unicode (it holds a lone surrogate)"
+    if not isinstance(value, bytes):
+        return type(value).__name__
+    return value or "an empty one"
+
+
+def _subscriber_key(value: Any) -> bytes | None:
+    """``RETENTION_SUBSCRIBER_KEY``: ``None``, or a non-empty secret as bytes."""
+    if value is None:
+        return None
+    secret = _secret(value)
+    if isinstance(secret, str):
+        raise ConfigurationError(
+            "RETENTION_SUBSCRIBER_KEY must be a secret (str or bytes; at least 32 random "
+            "bytes, such as secrets.token_hex(32)), or None to store original transaction IDs "
+            f"as they are; not {secret}."
+        )
+    return secret
+
+
+def _previous_subscriber_keys(value: Any) -> tuple[bytes, ...]:
+    """``RETENTION_PREVIOUS_SUBSCRIBER_KEYS``: a list of non-empty secrets (``None``: none)."""
+    if value is None:
+        return ()
+    wrong = type(value).__name__
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        keys: list[bytes] = []
+        for number, item in enumerate(value, 1):
+            secret = _secret(item)
+            if isinstance(secret, str):
+                wrong = f"{secret} (item {number})"
+                break
+            keys.append(secret)
+        else:
+            return tuple(keys)
+    raise ConfigurationError(
+        "RETENTION_PREVIOUS_SUBSCRIBER_KEYS must be a list of the secrets "
+        "RETENTION_SUBSCRIBER_KEY held before (str or bytes, none empty), or an empty list; "
+        f"not {wrong}."
+    )
+
+
 @dataclass(frozen=True)
 class Tuning:
     """Internal timings and sizes, with the defaults production runs with.
@@ -447,7 +502,7 @@ class Settings:
     max_request_age: float
     selector_timeout: float
     selector_workers: int
-    database_uri: str | None
+    database_uri: str | None = field(repr=False)  # may hold a password
     api_base_url: str | Mapping[str, str] | None
     catalogue_refresh: float
     decision_log: bool
@@ -459,6 +514,11 @@ class Settings:
     decision_log_queue: int
     database_timeout: float
     max_image_bytes: int
+    subscriber_key: bytes | None = field(repr=False)
+    """``RETENTION_SUBSCRIBER_KEY`` as bytes: the insights tables store
+    ``HMAC-SHA256(subscriber_key, originalTransactionId)`` when it is set."""
+    previous_subscriber_keys: tuple[bytes, ...] = field(repr=False)
+    """``RETENTION_PREVIOUS_SUBSCRIBER_KEYS``: keys of older rows, for ``purge --subscriber``."""
 
     @property
     def default_environment(self) -> str:
@@ -534,5 +594,9 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
         database_timeout=_number(config, "RETENTION_DATABASE_TIMEOUT", unit="seconds", minimum=0.1),
         max_image_bytes=_number(
             config, "RETENTION_MAX_IMAGE_BYTES", unit="bytes", minimum=1, integer=True
+        ),
+        subscriber_key=_subscriber_key(config["RETENTION_SUBSCRIBER_KEY"]),
+        previous_subscriber_keys=_previous_subscriber_keys(
+            config["RETENTION_PREVIOUS_SUBSCRIBER_KEYS"]
         ),
     )

@@ -2,7 +2,8 @@
 
 The endpoint hands each :class:`~flask_retention.realtime.decisions.Decision`
 to :meth:`DecisionLogWriter.record`, which builds its row (with a new
-``decision_uuid``, its text cleaned so that every database takes it) and
+``decision_uuid``, its text cleaned so that every database takes it, the
+subscriber pseudonymised when ``RETENTION_SUBSCRIBER_KEY`` is set) and
 appends it to an in-memory queue. A daemon thread, started on first use in
 the serving process (so that each forked worker starts its own), writes the
 queue to ``retention_decisions`` in batches: as soon as the queue has been
@@ -52,6 +53,7 @@ from flask_retention.catalogue.models import metadata
 from flask_retention.core.database import bounded, failure_reason
 from flask_retention.core.errors import first_line
 from flask_retention.core.per_process import DaemonThread, PerProcess
+from flask_retention.insights.privacy import stored_id
 from flask_retention.insights.rows import clean_row, insert_new, is_data_error, text_lengths
 from flask_retention.realtime.decisions import Decision
 
@@ -76,14 +78,17 @@ DropReason = Literal["queue_full", "unstorable", "lost_at_exit"]
 Row = dict[str, Any]
 
 
-def decision_row(decision: Decision) -> Row:
+def decision_row(decision: Decision, subscriber_key: bytes | None = None) -> Row:
     """The ``retention_decisions`` row of a decision, with a new ``decision_uuid``.
 
     A rejected request (any status but ``200``) never claims the unique
     ``request_identifier``: the identifier it carried, if it got as far as
     verification, goes to ``claimed_request_identifier``. Text is cleaned
     (NUL characters removed, lone surrogates replaced by U+FFFD) and cut to its
-    column's length (Apple's values are far shorter).
+    column's length (Apple's values are far shorter). With a ``subscriber_key``
+    (``RETENTION_SUBSCRIBER_KEY``), the row holds the
+    :func:`~flask_retention.insights.privacy.pseudonym` of the original
+    transaction ID, not the ID.
     """
     rejected = decision.status != 200
     rid = decision.request_identifier
@@ -92,7 +97,7 @@ def decision_row(decision: Decision) -> Row:
             "decision_uuid": uuid.uuid4(),
             "request_identifier": None if rejected else rid,
             "claimed_request_identifier": str(rid) if rejected and rid is not None else None,
-            "original_transaction_id": decision.original_transaction_id,
+            "original_transaction_id": stored_id(decision.original_transaction_id, subscriber_key),
             "product_id": decision.product_id,
             "locale": decision.locale,
             "environment": decision.environment,
@@ -223,7 +228,9 @@ class DecisionLogWriter:
     ``retry`` is the wait between attempts while the database is unreachable,
     ``deadline`` the seconds one write may take before its connection is
     abandoned (a silent database; see
-    :func:`~flask_retention.core.database.bounded`). Each process has its own
+    :func:`~flask_retention.core.database.bounded`). With a ``subscriber_key``
+    (``RETENTION_SUBSCRIBER_KEY``), rows hold pseudonyms of the subscribers'
+    original transaction IDs (:func:`decision_row`). Each process has its own
     queue and thread (a forked child starts with an empty one).
     """
 
@@ -237,12 +244,14 @@ class DecisionLogWriter:
         idle: float = 0.05,
         retry: float = 1.0,
         deadline: float = 5.0,
+        subscriber_key: bytes | None = None,
     ) -> None:
         if max_queue < 1 or batch_size < 1 or min(interval, idle, retry, deadline) <= 0:
             raise ValueError(
                 "max_queue and batch_size must be >= 1, interval, idle, retry and deadline > 0"
             )
         self._engine = engine
+        self._subscriber_key = subscriber_key
         self.deadline = deadline
         self.max_queue = max_queue
         self.batch_size = batch_size
@@ -260,7 +269,7 @@ class DecisionLogWriter:
         A full queue drops its oldest decision (counted, and logged once per
         outage).
         """
-        row = decision_row(decision)
+        row = decision_row(decision, self._subscriber_key)
         queue = self._queues.get()
         if not queue.writer.alive:
             self.start()

@@ -15,7 +15,9 @@ the database did not answer within ``Tuning.notifications_timeout`` seconds
 (so Apple delivers it again) and the same JSON errors as the real-time
 endpoint for anything else. Hosts with their own handler call
 ``retention.record_notification(signed_payload)``. Stored text is cleaned as
-the decision log's is (:func:`~flask_retention.insights.rows.clean_text`).
+the decision log's is (:func:`~flask_retention.insights.rows.clean_text`), and
+the original transaction ID is pseudonymised with the same key
+(``RETENTION_SUBSCRIBER_KEY``, :mod:`~flask_retention.insights.privacy`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from flask_retention.catalogue.models import Notification, metadata
 from flask_retention.core.config import Settings
 from flask_retention.core.database import Database, DatabaseTimeout, bounded, failure_reason
 from flask_retention.core.errors import ConfigurationError, RetentionError, VerificationError
+from flask_retention.insights.privacy import stored_id
 from flask_retention.insights.rows import clean_row, insert_new, text_lengths
 from flask_retention.realtime.endpoint import Rejected, read_signed_payload
 from flask_retention.realtime.verification import JWSVerifier
@@ -120,14 +123,16 @@ class NotificationEvent:
     environment: str
     signed_date: datetime
 
-    def values(self) -> dict[str, Any]:
-        """The event's column values, text cleaned (no NUL characters or lone surrogates)."""
+    def values(self, subscriber_key: bytes | None = None) -> dict[str, Any]:
+        """The event's column values, text cleaned (no NUL characters or lone surrogates);
+        with a ``subscriber_key`` (``RETENTION_SUBSCRIBER_KEY``), the original transaction
+        ID's :func:`~flask_retention.insights.privacy.pseudonym` in place of the ID."""
         return clean_row(
             {
                 "notification_uuid": self.notification_uuid,
                 "notification_type": self.notification_type,
                 "subtype": self.subtype,
-                "original_transaction_id": self.original_transaction_id,
+                "original_transaction_id": stored_id(self.original_transaction_id, subscriber_key),
                 "product_id": self.product_id,
                 "auto_renew_product_id": self.auto_renew_product_id,
                 "offer_identifier": self.offer_identifier,
@@ -138,9 +143,9 @@ class NotificationEvent:
             _LENGTHS,
         )
 
-    def row(self) -> Notification:
+    def row(self, subscriber_key: bytes | None = None) -> Notification:
         """A new model row of the event (its :meth:`values`)."""
-        return Notification(**self.values())
+        return Notification(**self.values(subscriber_key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,11 +366,12 @@ class NotificationReceiver:
     def _insert(self, event: NotificationEvent) -> bool:
         engine = self.database.engine
         insert = insert_new(_TABLE, engine.dialect, "notification_uuid")
+        values = event.values(self.settings.subscriber_key)
         try:
             with bounded(engine, self.timeout) as connection:
                 if not engine.dialect.insert_returning:
-                    return connection.execute(insert, event.values()).rowcount == 1
-                inserted = connection.execute(insert.returning(_TABLE.c.id), event.values())
+                    return connection.execute(insert, values).rowcount == 1
+                inserted = connection.execute(insert.returning(_TABLE.c.id), values)
                 return inserted.first() is not None
         except sa.exc.IntegrityError:  # databases without ON CONFLICT DO NOTHING
             with bounded(engine, self.timeout) as connection:

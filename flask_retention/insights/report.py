@@ -24,6 +24,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from flask_retention.catalogue.models import Message, metadata
+from flask_retention.insights.privacy import subscriber_kinds
 
 #: Apple's response time limit for the real-time endpoint, in milliseconds.
 APPLE_LIMIT_MS: Final = 700.0
@@ -49,6 +50,13 @@ DROPPED_LABEL: Final = "answered, not logged (dropped)"
 
 #: Reasons a decision was dropped, in ``dropped`` (see the decision log).
 DROP_REASONS: Final = ("queue_full", "unstorable")
+
+#: The title of the table of ``subscriber_ids`` in the text and HTML reports.
+SUBSCRIBER_IDS_TITLE: Final = (
+    "Stored subscriber IDs (pseudonymised: HMAC-SHA256 with RETENTION_SUBSCRIBER_KEY; "
+    "plain: the original transaction ID)"
+)
+
 
 #: Labels of rejection codes that need more than the code in the text and HTML reports.
 REJECTION_LABELS: Final[Mapping[str, str]] = {
@@ -163,7 +171,10 @@ def build_report(
     kind), ``by_kind``, ``fallbacks`` (reason -> count), ``latency_ms``
     (``p50``, ``p95``, ``p99``, ``max``, ``near_limit`` >= :data:`NEAR_LIMIT_MS`,
     and a ``histogram``), ``dropped`` (decisions the log dropped in the window:
-    ``total`` and per reason, :data:`DROP_REASONS`; every environment), and
+    ``total`` and per reason, :data:`DROP_REASONS`; every environment),
+    ``subscriber_ids`` (per table, ``decisions`` and ``notifications``: rows of
+    the window that store a ``pseudonymised`` or a ``plain`` original
+    transaction ID, see :mod:`~flask_retention.insights.privacy`), and
     ``window``. With ``environment``, only requests of that environment count
     (requests rejected before verification have none and are left out).
     Latency covers every request in the window.
@@ -250,6 +261,7 @@ def build_report(
         names = _message_names(connection, {key for key, _ in by_message})
         latency = _latency(connection, t, where)
         dropped = _dropped(connection, since, until)
+        subscriber_ids = subscriber_kinds(connection, since, until, environment)
 
     totals["fallback_share"] = _share(totals["fallbacks"], totals["answered"])  # type: ignore[assignment]
     messages: list[dict[str, Any]] = [
@@ -283,6 +295,7 @@ def build_report(
         "rejections": dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))),
         "latency_ms": latency,
         "dropped": dropped,
+        "subscriber_ids": subscriber_ids,
     }
     _add_outcomes(report, engine, since, until, environment, outcome_window, experiment_order)
     return report
@@ -536,7 +549,34 @@ def render_text(report: dict[str, Any]) -> str:
     ]
     for title, headers, rows, numeric_from in _outcome_tables(report):
         out += ["", title, table(headers, rows, numeric_from)]
+    kinds = _subscriber_rows(report)
+    if kinds is not None:
+        rows, note = kinds
+        out += ["", SUBSCRIBER_IDS_TITLE, table(("rows", "pseudonymised", "plain"), rows)]
+        if note:
+            out.append(f"  {note}")
     return "\n".join(out) + "\n"
+
+
+def _subscriber_rows(report: dict[str, Any]) -> tuple[list[Sequence[Any]], str] | None:
+    """The rows of the ``subscriber_ids`` table and a note when both kinds are present;
+    ``None`` when no row of the window stores an ID."""
+    kinds = report.get("subscriber_ids")
+    if not kinds or not any(sum(c.values()) for c in kinds.values()):
+        return None
+    rows: list[Sequence[Any]] = [
+        (name, counts["pseudonymised"], counts["plain"]) for name, counts in kinds.items()
+    ]
+    mixed = sum(c["pseudonymised"] for c in kinds.values()) and sum(
+        c["plain"] for c in kinds.values()
+    )
+    note = (
+        "Both kinds in this window: a decision and a notification are joined into an outcome "
+        "only when both store the same kind (and the same key)."
+        if mixed
+        else ""
+    )
+    return rows, note
 
 
 _OUTCOME_HEADERS: Final = ("shown", "closed", "cancelled", "redeemed", "switched", "kept")
@@ -808,6 +848,14 @@ def render_html(report: dict[str, Any]) -> str:
     ]
     for title, headers, rows, numeric_from in _outcome_tables(report):
         body += [f"<h2>{html.escape(title)}</h2>", _html_table(headers, rows, numeric_from)]
+    kinds = _subscriber_rows(report)
+    if kinds is not None:
+        body += [
+            f"<h2>{html.escape(SUBSCRIBER_IDS_TITLE)}</h2>",
+            _html_table(("rows", "pseudonymised", "plain"), kinds[0], 1),
+        ]
+        if kinds[1]:
+            body.append(f'<p class="sub">{html.escape(kinds[1])}</p>')
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>Retention messaging decisions</title>"
