@@ -247,7 +247,8 @@ def test_unknown_top_level_keys_and_wrong_section_types(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     errors = load_errors(write_json(path, {"image": [], "messages": {"name": "x"}}))
     assert errors == [
-        "image: unknown top-level key; a catalogue has only images, messages and defaults",
+        "image: unknown top-level key; "
+        "a catalogue has only languages, images, messages and defaults",
         "messages: must be a list of tables ([[messages]] in TOML, an array in JSON), not a table",
     ]
 

@@ -156,7 +156,7 @@ HOSTILE = [
             '{"messages": [{"name": "winback", "header": "Stay", "body": "b", "x\\u0000": 1}]}'
         ),
         "messages[0] (winback).'x\\x00': unknown field; the fields are: name, header, body, "
-        "image, image_alt_text, header_position, bullet_points",
+        "image, image_alt_text, header_position, bullet_points, translations",
     ),
     Hostile(
         "nul-in-an-image-path",
@@ -472,7 +472,8 @@ def test_brackets_digits_and_dots_inside_strings_and_comments_are_only_text(
     # Only the unknown field: its quoted name, the long texts and the comment are text.
     assert result.stdout == (
         f"{file}: messages[0] ({'a.' * 40}x).quoted.key: unknown field; the fields are: "
-        "name, header, body, image, image_alt_text, header_position, bullet_points\n"
+        "name, header, body, image, image_alt_text, header_position, bullet_points, "
+        "translations\n"
     )
 
 

@@ -172,6 +172,7 @@ def test_json_for_pipelines(cli: FlaskCliRunner, folder: Path) -> None:
         "images": 2,
         "messages": 1,
         "defaults": 1,
+        "translations": 0,
     }
     bad = cli.invoke(args=["retention", "validate", "--json", str(folder / "bad.toml")])
     assert bad.exit_code == 1

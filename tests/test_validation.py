@@ -315,7 +315,7 @@ def test_validate_message_collects_every_problem_once() -> None:
             ),
             "message.bullet_points: 6 bullet points, Apple's limit is 5",
             "message.colour: unknown field; the fields are: name, header, body, image, "
-            "image_alt_text, header_position, bullet_points",
+            "image_alt_text, header_position, bullet_points, translations",
         ]
     )
 
@@ -531,12 +531,18 @@ def test_check_document_refuses_each_rule(changes: dict[str, Any], message: str)
     assert any(e.startswith(message) for e in errors_of(excinfo)), errors_of(excinfo)
 
 
+BUDGET_WARNING = (
+    "messages: 2000 messages, close to Apple's limit of 2000 per app; an edit needs room "
+    "for its new version while the old one is still at Apple"
+)
+
+
 def test_check_document_limits_images_and_messages() -> None:
     hero = image("hero")
     images = tuple(replace(hero, name=f"img{i}") for i in range(MAX_IMAGES))
     messages = tuple(MessageEntry(name=f"m{i}", header="h", body="b") for i in range(MAX_MESSAGES))
     doc = CatalogueDocument(images=images, messages=messages)
-    assert check_document(doc) == doc
+    assert check_document(doc) == replace(doc, warnings=(BUDGET_WARNING,))
     with pytest.raises(CatalogueError) as excinfo:
         check_document(
             CatalogueDocument(
@@ -554,7 +560,8 @@ def test_limits_count_known_entries_together_with_the_document() -> None:
     doc = CatalogueDocument(images=(image("hero"),), messages=(MessageEntry("m", "h", "b"),))
     known_images: dict[str, Any] = {f"old{i}": "FULL_SIZE" for i in range(MAX_IMAGES - 1)}
     known_messages = {f"old{i}" for i in range(MAX_MESSAGES - 1)}
-    assert check_document(doc, known_images=known_images, known_messages=known_messages) == doc
+    checked = check_document(doc, known_images=known_images, known_messages=known_messages)
+    assert checked == replace(doc, warnings=(BUDGET_WARNING,))
     known_images["hero"] = "FULL_SIZE"  # the same name is one image, not two
     check_document(doc, known_images=known_images)
     known_images["old-extra"] = "FULL_SIZE"

@@ -46,7 +46,13 @@ from flask_retention.appstore.sync_lock import (
     sync_lock_info,
 )
 from flask_retention.catalogue.models import APPLE_STATES, utcnow
-from flask_retention.catalogue.store import Catalogue, StoredImage, StoredMessage
+from flask_retention.catalogue.store import (
+    Catalogue,
+    DefaultSlot,
+    StoredImage,
+    StoredMessage,
+    text_label,
+)
 
 __all__ = [
     "DEFAULT_LOCK_HEARTBEAT",
@@ -110,8 +116,9 @@ class SyncStep:
     """One change sync makes at Apple.
 
     ``name`` and ``version`` are the catalogue's (``None`` for a remote item
-    unknown here); defaults carry ``product_id`` and ``locale``; ``uuid`` is
-    the image or message identifier at Apple.
+    unknown here), ``translation`` the locale of the message's translation
+    (``None`` for a base text or an image); defaults carry ``product_id`` and
+    ``locale``; ``uuid`` is the image or message identifier at Apple.
     """
 
     action: Action
@@ -120,6 +127,14 @@ class SyncStep:
     version: int | None = None
     product_id: str | None = None
     locale: str | None = None
+    translation: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        """The catalogue name, with the translation: ``winback [fr-FR]``."""
+        if self.name is None:
+            return None
+        return text_label(self.name, self.translation or "")
 
     @property
     def endpoint(self) -> str:
@@ -132,11 +147,11 @@ class SyncStep:
         if self.product_id is not None:
             slot = f"{self.product_id} / {self.locale}"
             if self.action == "configure_default":
-                return f"{slot} -> {self.name} v{self.version}"
+                return f"{slot} -> {self.label} v{self.version}"
             return slot
         if self.name is None:
             return f"{self.uuid} (unknown here)"
-        return f"{self.name} v{self.version}"
+        return f"{self.label} v{self.version}"
 
     def describe(self) -> str:
         """One line: action and target."""
@@ -151,12 +166,18 @@ class SyncStep:
             "version": self.version,
             "product_id": self.product_id,
             "locale": self.locale,
+            "translation": self.translation,
         }
 
 
 @dataclass(frozen=True, slots=True)
 class PlanNote:
-    """Something sync reports but does not change: waiting for review, rejected, unknown."""
+    """Something sync reports but does not change: waiting for review, rejected, unknown,
+    or a default slot the fallback chain cannot serve.
+
+    ``translation`` is the locale of the message's translation (``None`` for a
+    base text, an image, or a default).
+    """
 
     kind: str
     name: str | None
@@ -164,10 +185,14 @@ class PlanNote:
     uuid: UUID | None
     state: str | None
     reason: str
+    translation: str | None = None
 
     def describe(self) -> str:
         """One line for people."""
-        what = f"{self.kind} {self.name} v{self.version}" if self.name else f"{self.kind}"
+        label = None if self.name is None else text_label(self.name, self.translation or "")
+        what = f"{self.kind} {label}" if self.name else f"{self.kind}"
+        if self.name and self.version is not None:
+            what = f"{what} v{self.version}"
         if self.name is None and self.uuid is not None:
             what = f"{self.kind} {self.uuid}"
         return f"{what}: {self.reason}"
@@ -181,6 +206,7 @@ class PlanNote:
             "uuid": None if self.uuid is None else str(self.uuid),
             "state": self.state,
             "reason": self.reason,
+            "translation": self.translation,
         }
 
 
@@ -245,7 +271,9 @@ class SyncPlan:
     made from (identifier -> review state). ``read_defaults`` are the
     defaults read from Apple for this plan ((product, locale) -> message
     UUID, ``None`` for none), and ``drift`` those that differ from what was
-    recorded.
+    recorded. ``uncovered`` notes the default slots the fallback chain cannot
+    serve (no translation of the locale's language, no base fallback): Apple
+    gets no default there.
     """
 
     environment: str
@@ -258,6 +286,7 @@ class SyncPlan:
     remote_messages: Mapping[UUID, str] = field(default_factory=dict, repr=False)
     read_defaults: Mapping[Slot, UUID | None] = field(default_factory=dict, repr=False)
     drift: tuple[DefaultDrift, ...] = ()
+    uncovered: tuple[PlanNote, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -297,6 +326,7 @@ class SyncPlan:
                 for (p, loc), u in sorted(self.read_defaults.items())
             ],
             "drift": [d.to_json() for d in self.drift],
+            "uncovered": [n.to_json() for n in self.uncovered],
         }
 
 
@@ -351,18 +381,22 @@ def make_plan(
 ) -> SyncPlan:
     """The plan for ``environment`` given Apple's lists (identifier -> state); no calls.
 
-    Defaults point to the newest version of their message that Apple
-    approved (with its images); an older version is deleted only once a newer
-    one is approved and no default of Apple's points to it; an image once no
-    message left at Apple uses it. Remote items unknown here are deleted only
-    with ``prune``. ``read_defaults`` ((product, locale) -> message UUID or
-    ``None``, from :func:`read_apple_defaults`) override what was recorded
-    for those slots, and the differences are the plan's ``drift``; nothing
-    is recorded here.
+    Every text of a message (its base text and each translation) is its own
+    Apple message, uploaded, tracked and replaced like any. Defaults are the
+    catalogue's expanded into exact (product, locale) slots
+    (:meth:`~flask_retention.catalogue.store.Catalogue.expand_defaults`),
+    each pointing to the newest approved version (with its images) of the
+    text the fallback chain picks among the approved ones; a slot the chain
+    cannot serve gets none, with a note in ``uncovered``. An older version is
+    deleted only once a newer one of the same text is approved and no default
+    of Apple's points to it; an image once no message left at Apple uses it.
+    Remote items unknown here are deleted only with ``prune``.
+    ``read_defaults`` ((product, locale) -> message UUID or ``None``, from
+    :func:`read_apple_defaults`) override what was recorded for those slots,
+    and the differences are the plan's ``drift``; nothing is recorded here.
     """
     images = catalogue.image_versions()
     messages = catalogue.message_versions()
-    defaults = catalogue.list_defaults()
     recorded_defaults = catalogue.apple_defaults(environment)
     read_defaults = dict(read_defaults or {})
     drift = _drift(recorded_defaults, read_defaults, messages)
@@ -378,6 +412,7 @@ def make_plan(
     waiting: list[PlanNote] = []
     rejected: list[PlanNote] = []
     unknown: list[PlanNote] = []
+    uncovered: list[PlanNote] = []
 
     # Uploads: every current version Apple does not list, images first.
     current_messages = [m for m in messages if not m.retired]
@@ -396,39 +431,56 @@ def make_plan(
     for message in current_messages:
         state = remote_messages.get(message.uuid)
         if state is None:
-            steps.append(SyncStep("upload_message", message.uuid, message.name, message.version))
+            steps.append(
+                SyncStep(
+                    "upload_message",
+                    message.uuid,
+                    message.name,
+                    message.version,
+                    translation=message.locale or None,
+                )
+            )
         if state is not None and state != APPROVED:
             note = PlanNote(
-                "message", message.name, message.version, message.uuid, state, _state_text(state)
+                "message",
+                message.name,
+                message.version,
+                message.uuid,
+                state,
+                _state_text(state),
+                translation=message.locale or None,
             )
             (rejected if state == "REJECTED" else waiting).append(note)
 
-    # Defaults: the newest approved version of the message, once approved.
-    versions: dict[str, list[StoredMessage]] = {}
-    for message in messages:
-        versions.setdefault(message.name, []).append(message)
-    for lineage in versions.values():
-        lineage.sort(key=lambda m: m.version, reverse=True)
+    # Defaults: per slot, the newest approved version of the text the chain picks.
+    slots = catalogue.expand_defaults(
+        lambda m: _approved(m, remote_messages, remote_images), messages=messages
+    )
     projected = dict(apple_defaults)
-    for default in defaults:
-        slot = (default.product_id, default.locale)
-        lineage = versions.get(default.message, [])
-        target = next((m for m in lineage if _approved(m, remote_messages, remote_images)), None)
-        current = lineage[0] if lineage and not lineage[0].retired else None
-        if current is not None and current is not target:
+    local_slots: set[Slot] = set()
+    for expanded in slots:
+        slot = expanded.slot
+        target = expanded.target
+        if not expanded.served:
+            uncovered.append(_uncovered_note(expanded))
+            continue
+        local_slots.add(slot)
+        best = expanded.best
+        if best is not None and best is not target:
+            state = remote_messages.get(best.uuid)
             reason = (
-                f"default {default.product_id} / {default.locale} waits for "
-                f"{default.message} v{current.version} "
-                f"({_state_text(remote_messages.get(current.uuid))}, images included)"
+                f"default {expanded.product_id} / {expanded.locale} waits for "
+                f"{best.label} v{best.version} ({_state_text(state)}, images included)"
             )
             waiting.append(
                 PlanNote(
                     "default",
-                    default.message,
-                    current.version,
-                    current.uuid,
-                    remote_messages.get(current.uuid),
+                    best.name,
+                    best.version,
+                    best.uuid,
+                    state,
                     reason,
+                    translation=best.locale or None,
                 )
             )
         if target is not None and projected.get(slot) != target.uuid:
@@ -438,23 +490,28 @@ def make_plan(
                     target.uuid,
                     target.name,
                     target.version,
-                    default.product_id,
-                    default.locale,
+                    expanded.product_id,
+                    expanded.locale,
+                    translation=target.locale or None,
                 )
             )
             projected[slot] = target.uuid
-    local_slots = {(d.product_id, d.locale) for d in defaults}
     for slot in sorted(set(apple_defaults) - local_slots):
         steps.append(
             SyncStep("delete_default", apple_defaults[slot], product_id=slot[0], locale=slot[1])
         )
         projected.pop(slot)
 
-    # Removals: messages no default points to and that a newer approved version replaces.
+    # Removals: versions no default points to and that a newer approved one replaces.
+    versions: dict[tuple[str, str], list[StoredMessage]] = {}
+    for message in messages:
+        versions.setdefault((message.name, message.locale), []).append(message)
+    for lineage in versions.values():
+        lineage.sort(key=lambda m: m.version, reverse=True)
     kept_by_default = set(projected.values())
     removed_messages: set[UUID] = set()
-    for name, lineage in sorted(versions.items()):
-        retired_name = not lineage or lineage[0].retired
+    for _, lineage in sorted(versions.items()):
+        retired_text = not lineage or lineage[0].retired
         for index, message in enumerate(lineage):
             if message.uuid not in remote_messages or not message.retired:
                 continue
@@ -463,8 +520,16 @@ def make_plan(
             newer_approved = any(
                 _approved(m, remote_messages, remote_images) for m in lineage[:index]
             )
-            if retired_name or newer_approved:
-                steps.append(SyncStep("delete_message", message.uuid, name, message.version))
+            if retired_text or newer_approved:
+                steps.append(
+                    SyncStep(
+                        "delete_message",
+                        message.uuid,
+                        message.name,
+                        message.version,
+                        translation=message.locale or None,
+                    )
+                )
                 removed_messages.add(message.uuid)
     for ident, state in sorted(remote_messages.items(), key=lambda kv: str(kv[0])):
         if ident in known_messages:
@@ -508,6 +573,22 @@ def make_plan(
         remote_messages=dict(remote_messages),
         read_defaults=read_defaults,
         drift=drift,
+        uncovered=tuple(uncovered),
+    )
+
+
+def _uncovered_note(expanded: DefaultSlot) -> PlanNote:
+    """The note of a default slot the chain cannot serve."""
+    return PlanNote(
+        "default",
+        expanded.message,
+        None,
+        None,
+        None,
+        f"default {expanded.product_id} / {expanded.locale}: {expanded.message} has no "
+        f"translation the fallback chain serves {expanded.locale} with (the base text "
+        "stands in only with base_fallback): no default there; add a translation or "
+        "extend [languages.chain]",
     )
 
 
@@ -517,7 +598,7 @@ def _drift(
     messages: Iterable[StoredMessage],
 ) -> tuple[DefaultDrift, ...]:
     """The slots where what Apple answered differs from what was recorded."""
-    versions = {m.uuid: (m.name, m.version) for m in messages}
+    versions = {m.uuid: (m.label, m.version) for m in messages}
     found = []
     for (product_id, locale), apple in sorted(read.items()):
         before = recorded.get((product_id, locale))
@@ -582,9 +663,9 @@ def _pull(client: RetentionAPIClient) -> tuple[dict[UUID, str], dict[UUID, str]]
 
 def managed_default_slots(catalogue: Catalogue, environment: str) -> list[Slot]:
     """The (product, locale) slots sync manages in ``environment``, sorted: the local
-    defaults and the slots recorded as held at Apple (a default removed here but
-    still at Apple is still ours to delete)."""
-    local = {(d.product_id, d.locale) for d in catalogue.list_defaults()}
+    defaults (expanded per locale) and the slots recorded as held at Apple (a default
+    removed here but still at Apple is still ours to delete)."""
+    local = {s.slot for s in catalogue.expand_defaults(lambda m: False)}
     return sorted(local | set(catalogue.apple_defaults(environment)))
 
 
@@ -968,6 +1049,7 @@ def sync_status(
         return [
             {
                 "name": v.name,
+                **({"translation": v.locale or None} if isinstance(v, StoredMessage) else {}),
                 "version": v.version,
                 "uuid": str(v.uuid),
                 "current": not v.retired,
@@ -981,20 +1063,24 @@ def sync_status(
     by_uuid = {m.uuid: m for m in messages}
     apple_defaults = catalogue.apple_defaults(environment)
     defaults = []
-    for default in catalogue.list_defaults():
-        ident = apple_defaults.get((default.product_id, default.locale))
+    for slot in catalogue.expand_defaults(
+        lambda m: m.state(environment) == APPROVED, messages=messages
+    ):
+        ident = apple_defaults.get(slot.slot)
         held = by_uuid.get(ident) if ident is not None else None
         defaults.append(
             {
-                "product_id": default.product_id,
-                "locale": default.locale,
-                "message": default.message,
+                "product_id": slot.product_id,
+                "locale": slot.locale,
+                "message": slot.message,
+                "translation": None if slot.best is None else slot.best.locale or None,
                 "apple": None
                 if ident is None
                 else {
                     "uuid": str(ident),
                     "name": None if held is None else held.name,
                     "version": None if held is None else held.version,
+                    "translation": None if held is None else held.locale or None,
                 },
             }
         )

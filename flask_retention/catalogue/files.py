@@ -24,11 +24,15 @@ from pathlib import Path
 from typing import Any, Final
 
 from flask_retention.catalogue.entries import (
+    DEFAULT_BASE_LOCALE,
     CatalogueDocument,
     DefaultEntry,
     ImageEntry,
+    LanguageSettings,
     MessageEntry,
+    TranslationsDefaultEntry,
 )
+from flask_retention.catalogue.languages import languages_as_data, validate_languages
 from flask_retention.catalogue.validation import (
     DEFAULT_MAX_IMAGE_BYTES,
     MAX_CATALOGUE_FILE_BYTES,
@@ -47,7 +51,7 @@ from flask_retention.catalogue.validation import (
     load_entry,
     message_as_data,
     type_name,
-    validate_default,
+    validate_default_rule,
     validate_message,
 )
 
@@ -64,6 +68,7 @@ __all__ = [
 # --------------------------------------------------------------------------- files
 
 _SECTIONS: Final = ("images", "messages", "defaults")
+_TOP_LEVEL: Final = ("languages", *_SECTIONS)
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,8 @@ class FileCheck:
     ``problems`` lists every problem, each naming the entry and the field
     (empty when the file can be imported); ``warnings`` are worth reading but
     do not stop an import. ``images``, ``messages`` and ``defaults`` count the
-    entries the file lists, or are ``None`` when it could not be read or parsed.
+    entries the file lists, or are ``None`` when it could not be read or parsed;
+    ``translations`` the messages' translations (each one Apple message more).
     """
 
     path: str
@@ -82,6 +88,7 @@ class FileCheck:
     images: int | None
     messages: int | None
     defaults: int | None
+    translations: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -98,6 +105,7 @@ class FileCheck:
             "images": self.images,
             "messages": self.messages,
             "defaults": self.defaults,
+            "translations": self.translations,
         }
 
 
@@ -120,8 +128,10 @@ def load_catalogue_file(
 ) -> CatalogueDocument:
     """Read a TOML or JSON catalogue file (by extension) and check all of it.
 
-    Both formats have the same shape: top-level ``images``, ``messages`` and
-    ``defaults`` arrays. Image ``file`` paths are relative to the catalogue
+    Both formats have the same shape: an optional ``languages`` table and
+    top-level ``images``, ``messages`` and ``defaults`` arrays; a message may
+    have ``translations`` by locale, a default ``locales`` (a list, or
+    ``"all"``) instead of one ``locale``. Image ``file`` paths are relative to the catalogue
     file's folder; each is read as :func:`read_image_file` reads it, at most
     ``max_image_bytes``, and one outside that folder is a warning. Raises
     :class:`CatalogueError` listing every problem (syntax errors with their
@@ -239,10 +249,10 @@ def _check_file(
         return None, FileCheck(source, tuple(exc.errors), (), None, None, None)
     errors: list[str] = []
     for key in raw:
-        if key not in _SECTIONS:
+        if key not in _TOP_LEVEL:
             errors.append(
                 f"{key_label(key)}: unknown top-level key; "
-                "a catalogue has only images, messages and defaults"
+                "a catalogue has only languages, images, messages and defaults"
             )
     sections: dict[str, list[Any]] = {}
     for key in _SECTIONS:
@@ -256,6 +266,13 @@ def _check_file(
         sections[key] = value
 
     warnings: list[str] = []
+    languages: LanguageSettings | None = None
+    if "languages" in raw:
+        try:
+            languages, language_warnings = validate_languages(raw["languages"])
+            warnings.extend(language_warnings)
+        except CatalogueError as exc:
+            errors.extend(exc.errors)
     failed_images: set[str] = set()
     images: list[tuple[str, ImageEntry]] = []
     for i, item in enumerate(sections["images"]):
@@ -281,15 +298,33 @@ def _check_file(
                 failed_messages.add(name)
 
     defaults: list[tuple[str, DefaultEntry]] = []
+    translation_defaults: list[tuple[str, TranslationsDefaultEntry]] = []
     for i, item in enumerate(sections["defaults"]):
         label = f"defaults[{i}]"
         try:
-            defaults.append((label, validate_default(item, where=label)))
+            rule = validate_default_rule(item, where=label)
         except CatalogueError as exc:
             errors.extend(exc.errors)
+            continue
+        if isinstance(rule, TranslationsDefaultEntry):
+            translation_defaults.append((label, rule))
+        else:
+            defaults.extend((label, entry) for entry in rule)
 
-    labeled = Labeled(images=images, messages=messages, defaults=defaults)
-    cross_errors, cross_warnings = cross_check(labeled, {}, (), failed_images, failed_messages)
+    labeled = Labeled(
+        images=images,
+        messages=messages,
+        defaults=defaults,
+        translation_defaults=translation_defaults,
+    )
+    cross_errors, cross_warnings = cross_check(
+        labeled,
+        {},
+        (),
+        failed_images,
+        failed_messages,
+        base_locale=languages.base_locale if languages is not None else DEFAULT_BASE_LOCALE,
+    )
     errors.extend(cross_errors)
     warnings.extend(cross_warnings)
     check = FileCheck(
@@ -299,6 +334,7 @@ def _check_file(
         len(sections["images"]),
         len(sections["messages"]),
         len(sections["defaults"]),
+        sum(len(entry.translations) for _, entry in messages),
     )
     if errors:
         return None, check
@@ -307,6 +343,8 @@ def _check_file(
         messages=tuple(entry for _, entry in messages),
         defaults=tuple(entry for _, entry in defaults),
         warnings=tuple(warnings),
+        translation_defaults=tuple(entry for _, entry in translation_defaults),
+        languages=languages,
     )
     return document, check
 
@@ -524,19 +562,40 @@ def write_catalogue_file(
         filename = image_files[image.name]
         _write_atomically(images_folder / filename, image.data)
         image_rows.append({"name": image.name, "file": f"{prefix}/{filename}", "size": image.size})
-    data: dict[str, list[dict[str, Any]]] = {
-        "images": image_rows,
-        "messages": [message_as_data(message) for message in doc.messages],
-        "defaults": [
-            {"product_id": d.product_id, "locale": d.locale, "message": d.message}
-            for d in doc.defaults
-        ],
-    }
+    data: dict[str, Any] = {}
+    if doc.languages is not None:
+        data["languages"] = languages_as_data(doc.languages)
+    data["images"] = image_rows
+    data["messages"] = [message_as_data(message) for message in doc.messages]
+    data["defaults"] = _defaults_as_data(doc)
     if suffix == ".toml":
         text = dump_toml(data)
     else:
         text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
     _write_atomically(file, text.encode("utf-8"))
+
+
+def _defaults_as_data(doc: CatalogueDocument) -> list[dict[str, Any]]:
+    """The document's defaults as a file lists them: one entry per product and message,
+    with ``locale`` for one locale, ``locales`` for several, ``locales = "all"``
+    for every translation."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for d in doc.defaults:
+        grouped.setdefault((d.product_id, d.message), []).append(d.locale)
+    rows: list[dict[str, Any]] = []
+    for (product_id, message), locales in grouped.items():
+        row: dict[str, Any] = {"product_id": product_id}
+        if len(locales) == 1:
+            row["locale"] = locales[0]
+        else:
+            row["locales"] = locales
+        row["message"] = message
+        rows.append(row)
+    rows.extend(
+        {"product_id": rule.product_id, "locales": "all", "message": rule.message}
+        for rule in doc.translation_defaults
+    )
+    return rows
 
 
 _SAFE_FILE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -598,6 +657,8 @@ _TOML_ESCAPES: Final = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r"
 
 
 def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         return toml_string(value)
     if isinstance(value, Mapping):
@@ -606,24 +667,61 @@ def _toml_value(value: object) -> str:
     if isinstance(value, list | tuple):
         if not value:
             return "[]"
+        if all(isinstance(item, str) for item in value):
+            return f"[{', '.join(toml_string(item) for item in value)}]"
         rows = "".join(f"  {_toml_value(item)},\n" for item in value)
         return f"[\n{rows}]"
     raise TypeError(f"the catalogue TOML writer handles strings, tables and lists, not {value!r}")
 
 
-def dump_toml(data: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
-    """A catalogue document as TOML: each top-level list as an array of tables.
+def dump_toml(data: Mapping[str, Sequence[Mapping[str, Any]] | Mapping[str, Any]]) -> str:
+    """A catalogue document as TOML: each top-level list as an array of tables, a
+    top-level table (``languages``) as a table.
 
-    Values are strings, lists, or inline tables of strings, which is all a
-    catalogue holds. Keys are written bare, so they must be bare-key names.
+    Values are strings, booleans, lists, or inline tables of strings, which is
+    all a catalogue holds; a value that is a table of tables (a message's
+    ``translations``, the ``chain``) is written as sub-tables after the row's
+    other keys (``[messages.translations.fr-FR]``). Keys are written bare, so
+    they must be bare-key names.
     """
     lines = ["# flask-retention catalogue: images, messages, and defaults per product and locale."]
     for section, rows in data.items():
+        if isinstance(rows, Mapping):
+            lines.append("")
+            lines.append(f"[{_bare_key(section)}]")
+            lines.extend(_toml_table(_bare_key(section), rows))
+            continue
         for row in rows:
             lines.append("")
             lines.append(f"[[{_bare_key(section)}]]")
-            lines.extend(f"{_bare_key(key)} = {_toml_value(value)}" for key, value in row.items())
+            lines.extend(_toml_table(_bare_key(section), row))
     return "\n".join(lines) + "\n"
+
+
+def _toml_table(path: str, row: Mapping[str, Any]) -> list[str]:
+    """The keys of one table, then its tables of tables as ``[path.key.sub]`` sub-tables."""
+    lines = [
+        f"{_bare_key(key)} = {_toml_value(value)}"
+        for key, value in row.items()
+        if not _is_sub_table(value)
+    ]
+    for key, value in row.items():
+        if not _is_sub_table(value):
+            continue
+        if all(isinstance(item, Mapping) for item in value.values()):
+            for sub, table in value.items():
+                lines.append(f"[{path}.{_bare_key(key)}.{_bare_key(sub)}]")
+                lines.extend(_toml_table(f"{path}.{key}.{sub}", table))
+        else:
+            lines.append(f"[{path}.{_bare_key(key)}]")
+            lines.extend(_toml_table(f"{path}.{key}", value))
+    return lines
+
+
+def _is_sub_table(value: object) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(item, Mapping | list | tuple) for item in value.values()
+    )
 
 
 _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")

@@ -109,13 +109,15 @@ class Image(Base):
 class Message(Base):
     """One version of a named message; Apple's messages cannot be edited, so an edit is a new row.
 
-    Images are referenced by row (one version), so a changed image makes a new
-    message version too.
+    ``locale`` is ``''`` for the base text and an App Store locale short code
+    for a translation: each (name, locale) is its own lineage of versions, one
+    Apple message each. Images are referenced by row (one version), so a
+    changed image makes a new message version too.
     """
 
     __tablename__ = "retention_messages"
     __table_args__ = (
-        sa.UniqueConstraint("name", "version"),
+        sa.UniqueConstraint("name", "locale", "version"),
         sa.CheckConstraint(
             "header_position IS NULL OR header_position IN ('ABOVE_BODY', 'ABOVE_IMAGE')",
             name="header_position",
@@ -124,6 +126,7 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(200))
+    locale: Mapped[str] = mapped_column(sa.String(32), default="", server_default="")
     version: Mapped[int]
     uuid: Mapped[uuid.UUID] = mapped_column(unique=True)
     header: Mapped[str] = mapped_column(sa.String(200))
@@ -173,6 +176,39 @@ class Default(Base):
     product_id: Mapped[str] = mapped_column(sa.String(200))
     locale: Mapped[str] = mapped_column(sa.String(32))
     message_name: Mapped[str] = mapped_column(sa.String(200))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TranslationsDefault(Base):
+    """A product's default for every translation a message has (and its base text's locale).
+
+    Expanded when planning into one (product, locale) slot per translation; an
+    exact :class:`Default` of the product wins over it for its locale.
+    """
+
+    __tablename__ = "retention_translation_defaults"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    message_name: Mapped[str] = mapped_column(sa.String(200))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Languages(Base):
+    """The catalogue's language settings: one row, absent until a file or call states them.
+
+    ``base_locale`` is the base texts' locale, ``base_fallback`` whether the
+    base text stands in for a language without a translation, ``chain`` the
+    catalogue's entries of the fallback chain (locale -> stand-ins in order),
+    over the shipped table.
+    """
+
+    __tablename__ = "retention_languages"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    base_locale: Mapped[str] = mapped_column(sa.String(32))
+    base_fallback: Mapped[bool] = mapped_column(default=False)
+    chain: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -266,6 +302,9 @@ class Decision(Base):
     same way, with ``replay`` true. ``decision_uuid`` is the decision's own ID,
     given when it is recorded, so that a batch written again after a lost
     connection adds nothing (``NULL`` for rows written before it existed).
+    ``answered_locale`` is the locale of the translation answered (the base
+    text's locale for the base text) and ``locale_reason`` why the fallback
+    chain picked it, or why none was (``NULL`` where no message was resolved).
     """
 
     __tablename__ = "retention_decisions"
@@ -282,6 +321,8 @@ class Decision(Base):
     kind: Mapped[str | None] = mapped_column(sa.String(32))
     message_uuid: Mapped[uuid.UUID | None]
     fallback_reason: Mapped[str | None] = mapped_column(sa.String(64))
+    answered_locale: Mapped[str | None] = mapped_column(sa.String(32))
+    locale_reason: Mapped[str | None] = mapped_column(sa.String(64))
     status: Mapped[int]
     error: Mapped[str | None] = mapped_column(sa.String(64))
     latency_ms: Mapped[float | None] = mapped_column(sa.Float)

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any, Final, cast
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from flask_retention.catalogue.entries import (
+    DEFAULT_BASE_LOCALE,
     HEADER_POSITIONS,
     IMAGE_SIZES,
     BulletPointEntry,
@@ -31,6 +32,8 @@ from flask_retention.catalogue.entries import (
     ImageEntry,
     ImageSize,
     MessageEntry,
+    TranslationEntry,
+    TranslationsDefaultEntry,
 )
 from flask_retention.catalogue.png import PNGInfo, read_png_info
 from flask_retention.core.config import DEFAULT_MAX_IMAGE_BYTES
@@ -54,6 +57,7 @@ __all__ = [
     "MAX_MESSAGES",
     "MAX_NESTING",
     "MAX_NUMBER_DIGITS",
+    "MESSAGE_BUDGET_WARNING",
     "NAME_MAX_LENGTH",
     "SUPPORTED_SUFFIXES",
     "BulletPointSchema",
@@ -61,12 +65,15 @@ __all__ = [
     "DefaultSchema",
     "ImageFileSchema",
     "MessageSchema",
+    "TranslationSchema",
     "check_document",
     "check_image",
     "locale_problem",
     "locale_warning",
     "validate_default",
+    "validate_default_rule",
     "validate_message",
+    "validate_translation",
 ]
 
 HEADER_MAX_LENGTH: Final = 66
@@ -77,6 +84,9 @@ BULLET_TEXT_MAX_LENGTH: Final = 66
 MAX_BULLET_POINTS: Final = 5
 MAX_IMAGES: Final = 2000
 MAX_MESSAGES: Final = 2000
+#: Past this many Apple messages (base texts and translations) a check warns: an
+#: edit needs room for its new version while the old one is still at Apple.
+MESSAGE_BUDGET_WARNING: Final = 1800
 FULL_SIZE_WIDTH: Final = 3840
 FULL_SIZE_MIN_HEIGHT: Final = 160
 FULL_SIZE_MAX_HEIGHT: Final = 2160
@@ -467,6 +477,15 @@ _MESSAGE_FIELDS: Final = (
     "image_alt_text",
     "header_position",
     "bullet_points",
+    "translations",
+)
+_TRANSLATION_FIELDS: Final = (
+    "header",
+    "body",
+    "image",
+    "image_alt_text",
+    "header_position",
+    "bullet_points",
 )
 
 
@@ -531,6 +550,43 @@ class DefaultSchema(_StrictSchema):
 
     error_messages = {  # noqa: RUF012 (marshmallow's own class attribute)
         "unknown": _unknown_message(("product_id", "locale", "message")),
+    }
+
+
+class TranslatedBulletPointSchema(_StrictSchema):
+    """A bullet point of a translation: ``text``, ``alt_text``, and ``image`` unless it
+    shares the base text's bullet image at the same position."""
+
+    text = _string(_Text(BULLET_TEXT_MAX_LENGTH))
+    image = _string(_Name(), required=False)
+    alt_text = _string(_Text(ALT_TEXT_MAX_LENGTH))
+
+    error_messages = {  # noqa: RUF012 (marshmallow's own class attribute)
+        "unknown": _unknown_message(("text", "image", "alt_text")),
+        "type": "must be a table (object) with text, alt_text and optionally image",
+    }
+
+
+class TranslationSchema(_StrictSchema):
+    """A translation of a message: its own texts; image names shared unless given."""
+
+    header = _string(_Text(HEADER_MAX_LENGTH))
+    body = _string(_Text(BODY_MAX_LENGTH))
+    image = _string(_Name(), required=False)
+    image_alt_text = _string(_Text(ALT_TEXT_MAX_LENGTH), required=False)
+    header_position = _string(
+        validate.OneOf(HEADER_POSITIONS, error="must be ABOVE_BODY or ABOVE_IMAGE, not {input!r}"),
+        required=False,
+    )
+    bullet_points = fields.List(
+        fields.Nested(TranslatedBulletPointSchema),
+        required=False,
+        allow_none=True,
+        error_messages={"invalid": "must be a list of bullet points"},
+    )
+
+    error_messages = {  # noqa: RUF012 (marshmallow's own class attribute)
+        "unknown": _unknown_message(_TRANSLATION_FIELDS),
     }
 
 
@@ -614,22 +670,142 @@ def validate_message(data: Mapping[str, Any], *, where: str = "message") -> Mess
 
     Refuses unknown fields, wrong types, texts over Apple's limits, more than
     :data:`MAX_BULLET_POINTS` bullets, ``ABOVE_IMAGE`` without an image and an
-    image without alt text. Raises :class:`CatalogueError` listing every
-    problem as ``{where}.{field}: ...``. Image names are checked by
-    :func:`check_document`.
+    image without alt text. ``translations`` maps locale codes to
+    translations, each checked the same way (:func:`validate_translation`).
+    Raises :class:`CatalogueError` listing every problem as
+    ``{where}.{field}: ...``. Image names are checked by :func:`check_document`.
     """
-    loaded = load_entry(MessageSchema, data, where)
-    return MessageEntry(
-        name=loaded["name"],
+    translations: object = None
+    if isinstance(data, Mapping) and "translations" in data:
+        translations = data["translations"]
+        data = {k: v for k, v in data.items() if k != "translations"}
+    errors: list[str] = []
+    try:
+        loaded = load_entry(MessageSchema, data, where)
+    except CatalogueError as exc:
+        errors.extend(exc.errors)
+        loaded = None
+    base = (
+        None
+        if loaded is None
+        else MessageEntry(
+            name=loaded["name"],
+            header=loaded["header"],
+            body=loaded["body"],
+            image=loaded.get("image"),
+            image_alt_text=loaded.get("image_alt_text"),
+            header_position=cast("HeaderPosition | None", loaded.get("header_position")),
+            bullet_points=tuple(
+                BulletPointEntry(text=b["text"], image=b["image"], alt_text=b["alt_text"])
+                for b in loaded.get("bullet_points") or ()
+            ),
+        )
+    )
+    found: list[TranslationEntry] = []
+    if translations is not None:
+        if not isinstance(translations, Mapping):
+            errors.append(
+                f"{where}.translations: must be a table of translations by locale "
+                f"([messages.translations.fr-FR] in TOML), not {type_name(translations)}"
+            )
+        else:
+            for locale, item in translations.items():
+                label = f"{where}.translations.{key_label(locale)}"
+                problem = locale_problem(locale)
+                if problem is not None:
+                    errors.append(f"{label}: {problem}")
+                    continue
+                try:
+                    found.append(validate_translation(item, locale, base, where=label))
+                except CatalogueError as exc:
+                    errors.extend(exc.errors)
+    if errors or base is None:
+        raise CatalogueError(errors)
+    return replace(base, translations=tuple(sorted(found, key=lambda t: t.locale)))
+
+
+def validate_translation(
+    data: object, locale: str, base: MessageEntry | None, *, where: str = "translation"
+) -> TranslationEntry:
+    """Check one translation of ``base`` and return it with image names resolved.
+
+    A translation has its own ``header``, ``body``, alt texts and bullet
+    texts, within Apple's limits. ``image`` and ``header_position`` are the
+    base text's unless given, and so is each bullet point's ``image`` (by
+    position). Alt text is required with the image, shared or not (it
+    describes the image in the translation's language), and bullet points
+    are required when the base text has some (``bullet_points = []`` for
+    none). ``base`` is ``None`` when the base text failed its own checks:
+    only the translation's own fields are checked then.
+    """
+    loaded = load_entry(TranslationSchema, data, where)
+    given = cast("Mapping[str, Any]", data)
+    errors: list[str] = []
+    image = loaded.get("image")
+    if image is None and base is not None:
+        image = base.image
+    position = loaded.get("header_position")
+    if position is None and base is not None:
+        position = base.header_position
+    alt_text = loaded.get("image_alt_text")
+    if image is not None and alt_text is None and base is not None:
+        shared = "" if "image" in given else f" (it shares the base text's image {image!r})"
+        errors.append(
+            f"{where}.image_alt_text: missing: Apple requires alt text with the image{shared}; "
+            f"describe it in {locale}"
+        )
+    if image is None and alt_text is not None and base is not None:
+        errors.append(
+            f"{where}.image_alt_text: given without an image: add the image or remove the alt text"
+        )
+    if position == "ABOVE_IMAGE" and image is None and base is not None:
+        errors.append(
+            f"{where}.header_position: ABOVE_IMAGE needs an image: "
+            "give the translation an image or use ABOVE_BODY"
+        )
+    base_bullets = base.bullet_points if base is not None else ()
+    raw_bullets = loaded.get("bullet_points")
+    bullets: list[BulletPointEntry] = []
+    if raw_bullets is None:
+        if base_bullets:
+            errors.append(
+                f"{where}.bullet_points: missing: the base text has {len(base_bullets)} bullet "
+                f"point(s); give their texts in {locale}, or bullet_points = [] for none"
+            )
+    elif len(raw_bullets) > MAX_BULLET_POINTS:
+        errors.append(
+            f"{where}.bullet_points: {len(raw_bullets)} bullet points, "
+            f"Apple's limit is {MAX_BULLET_POINTS}"
+        )
+    else:
+        for i, bullet in enumerate(raw_bullets):
+            bullet_image = bullet.get("image")
+            if bullet_image is None:
+                if i < len(base_bullets):
+                    bullet_image = base_bullets[i].image
+                elif base is not None:
+                    errors.append(
+                        f"{where}.bullet_points[{i}].image: missing: the base text has no "
+                        f"bullet point {i} to share an image with; name a BULLET_POINT image"
+                    )
+                    continue
+                else:
+                    continue
+            bullets.append(
+                BulletPointEntry(
+                    text=bullet["text"], image=bullet_image, alt_text=bullet["alt_text"]
+                )
+            )
+    if errors:
+        raise CatalogueError(errors)
+    return TranslationEntry(
+        locale=locale,
         header=loaded["header"],
         body=loaded["body"],
-        image=loaded.get("image"),
-        image_alt_text=loaded.get("image_alt_text"),
-        header_position=cast("HeaderPosition | None", loaded.get("header_position")),
-        bullet_points=tuple(
-            BulletPointEntry(text=b["text"], image=b["image"], alt_text=b["alt_text"])
-            for b in loaded.get("bullet_points") or ()
-        ),
+        image=image,
+        image_alt_text=alt_text,
+        header_position=cast("HeaderPosition | None", position),
+        bullet_points=tuple(bullets),
     )
 
 
@@ -644,6 +820,52 @@ def validate_default(data: Mapping[str, Any], *, where: str = "default") -> Defa
     return DefaultEntry(
         product_id=loaded["product_id"], locale=loaded["locale"], message=loaded["message"]
     )
+
+
+def validate_default_rule(
+    data: Mapping[str, Any], *, where: str = "default"
+) -> tuple[DefaultEntry, ...] | TranslationsDefaultEntry:
+    """Check a default of a catalogue file: ``locale = "en-US"`` (one locale),
+    ``locales = ["en-US", "fr-FR"]`` (several: one default each) or
+    ``locales = "all"`` (every translation the message has, and the base text's
+    locale: a :class:`TranslationsDefaultEntry`)."""
+    if not isinstance(data, Mapping):
+        raise CatalogueError(
+            [f"{where}: must be a table (object) of fields, not {type_name(data)}"]
+        )
+    if "locales" not in data:
+        return (validate_default(data, where=where),)
+    locales = data["locales"]
+    rest = {k: v for k, v in data.items() if k != "locales"}
+    errors: list[str] = []
+    if "locale" in data:
+        errors.append(f"{where}: give locale or locales, not both")
+    if locales == "all":
+        try:
+            loaded = load_entry(DefaultSchema, {**rest, "locale": "en-US"}, where)
+        except CatalogueError as exc:
+            errors.extend(exc.errors)
+        if errors:
+            raise CatalogueError(errors)
+        return TranslationsDefaultEntry(product_id=loaded["product_id"], message=loaded["message"])
+    if isinstance(locales, str) or not isinstance(locales, list):
+        hint = f'["{locales}"]' if isinstance(locales, str) else '["en-US", "fr-FR"]'
+        raise CatalogueError(
+            [*errors, f'{where}.locales: must be a list of locale codes such as {hint}, or "all"']
+        )
+    if not locales:
+        raise CatalogueError([*errors, f"{where}.locales: must not be empty"])
+    entries: list[DefaultEntry] = []
+    for i, locale in enumerate(locales):
+        try:
+            entries.append(validate_default({**rest, "locale": locale}, where=where))
+        except CatalogueError as exc:
+            errors.extend(
+                e.replace(f"{where}.locale:", f"{where}.locales[{i}]:", 1) for e in exc.errors
+            )
+    if errors:
+        raise CatalogueError(list(dict.fromkeys(errors)))
+    return tuple(entries)
 
 
 def locale_problem(locale: object) -> str | None:
@@ -709,6 +931,37 @@ class Labeled:
     images: list[tuple[str, ImageEntry]]
     messages: list[tuple[str, MessageEntry]]
     defaults: list[tuple[str, DefaultEntry]]
+    translation_defaults: list[tuple[str, TranslationsDefaultEntry]] = field(default_factory=list)
+
+
+def _bullets_as_data(
+    bullets: Iterable[BulletPointEntry], shared: Sequence[BulletPointEntry] = ()
+) -> list[dict[str, str]]:
+    out = []
+    for i, b in enumerate(bullets):
+        item = {"text": b.text, "image": b.image, "alt_text": b.alt_text}
+        if i < len(shared) and shared[i].image == b.image:
+            del item["image"]
+        out.append(item)
+    return out
+
+
+def translation_as_data(translation: TranslationEntry, base: MessageEntry) -> dict[str, Any]:
+    """A translation as a catalogue file writes it: image names left out where they
+    are the base text's (so that they follow it), everything else given."""
+    data: dict[str, Any] = {"header": translation.header, "body": translation.body}
+    if translation.image is not None and translation.image != base.image:
+        data["image"] = translation.image
+    if translation.image_alt_text is not None:
+        data["image_alt_text"] = translation.image_alt_text
+    if (
+        translation.header_position is not None
+        and translation.header_position != base.header_position
+    ):
+        data["header_position"] = translation.header_position
+    if translation.bullet_points or base.bullet_points:
+        data["bullet_points"] = _bullets_as_data(translation.bullet_points, base.bullet_points)
+    return data
 
 
 def message_as_data(message: MessageEntry) -> dict[str, Any]:
@@ -718,11 +971,18 @@ def message_as_data(message: MessageEntry) -> dict[str, Any]:
         if value is not None:
             data[key] = value
     if message.bullet_points:
-        data["bullet_points"] = [
-            {"text": b.text, "image": b.image, "alt_text": b.alt_text}
-            for b in message.bullet_points
-        ]
+        data["bullet_points"] = _bullets_as_data(message.bullet_points)
+    if message.translations:
+        data["translations"] = {
+            t.locale: translation_as_data(t, message)
+            for t in sorted(message.translations, key=lambda t: t.locale)
+        }
     return data
+
+
+def text_count(messages: Iterable[MessageEntry]) -> int:
+    """How many Apple messages ``messages`` make: each base text and each translation."""
+    return sum(1 + len(m.translations) for m in messages)
 
 
 def cross_check(
@@ -731,11 +991,17 @@ def cross_check(
     known_messages: Collection[str],
     unchecked_images: Collection[str] = (),
     unchecked_messages: Collection[str] = (),
+    *,
+    base_locale: str = DEFAULT_BASE_LOCALE,
+    known_texts: int | None = None,
 ) -> tuple[list[str], list[str]]:
     """Errors and warnings across entries: names, references, counts, defaults.
 
     References to ``unchecked_*`` names (entries that failed their own checks,
-    already reported) are not reported again.
+    already reported) are not reported again. ``known_texts`` counts the Apple
+    messages (base texts and translations) of ``known_messages``, one each
+    when not given; with the document's they must stay within Apple's limit,
+    and past :data:`MESSAGE_BUDGET_WARNING` a warning says so.
     """
     errors: list[str] = []
     warnings: list[str] = []
@@ -761,20 +1027,36 @@ def cross_check(
         else:
             first[message.name] = label
         message_names.add(message.name)
-        if message.image is not None:
-            errors.extend(
-                _reference(f"{label}.image", message.image, "FULL_SIZE", images, unchecked_images)
-            )
-        for i, bullet in enumerate(message.bullet_points):
-            errors.extend(
-                _reference(
-                    f"{label}.bullet_points[{i}].image",
-                    bullet.image,
-                    "BULLET_POINT",
-                    images,
-                    unchecked_images,
+        seen_locales: set[str] = set()
+        for where, text in [(label, message.text())] + [
+            (f"{label}.translations.{t.locale}", t) for t in message.translations
+        ]:
+            if text.locale:
+                if text.locale in seen_locales:
+                    errors.append(f"{where}: a second translation for {text.locale}")
+                seen_locales.add(text.locale)
+                if text.locale == base_locale:
+                    errors.append(
+                        f"{where}: {base_locale} is the base text's locale (languages.base_locale);"
+                        " edit the base text, or state another base_locale"
+                    )
+                warning = locale_warning(text.locale)
+                if warning is not None:
+                    warnings.append(f"{where}: {warning}")
+            if text.image is not None:
+                errors.extend(
+                    _reference(f"{where}.image", text.image, "FULL_SIZE", images, unchecked_images)
                 )
-            )
+            for i, bullet in enumerate(text.bullet_points):
+                errors.extend(
+                    _reference(
+                        f"{where}.bullet_points[{i}].image",
+                        bullet.image,
+                        "BULLET_POINT",
+                        images,
+                        unchecked_images,
+                    )
+                )
 
     bound: dict[tuple[str, str], str] = {}
     for label, default in labeled.defaults:
@@ -794,14 +1076,37 @@ def cross_check(
         warning = locale_warning(default.locale)
         if warning is not None:
             warnings.append(f"{label}.locale: {warning}")
+    every: dict[str, str] = {}
+    for label, rule in labeled.translation_defaults:
+        if rule.product_id in every:
+            errors.append(
+                f'{label}: a second locales = "all" default for {rule.product_id} '
+                f"(first by {every[rule.product_id]}); each product has one"
+            )
+        else:
+            every[rule.product_id] = label
+        if rule.message not in message_names and rule.message not in unchecked_messages:
+            errors.append(
+                f"{label}.message: no message named {rule.message!r}; "
+                "add it to messages or fix the name"
+            )
 
     image_count = len(set(known_images) | {image.name for _, image in labeled.images})
     if image_count > MAX_IMAGES:
         errors.append(f"images: {image_count} images, Apple's limit is {MAX_IMAGES} per app")
-    message_count = len(set(known_messages) | {m.name for _, m in labeled.messages})
-    if message_count > MAX_MESSAGES:
-        errors.append(
-            f"messages: {message_count} messages, Apple's limit is {MAX_MESSAGES} per app"
+    listed = {m.name for _, m in labeled.messages}
+    others = [name for name in known_messages if name not in listed]
+    texts = (len(others) if known_texts is None else known_texts) + text_count(
+        {m.name: m for _, m in labeled.messages}.values()
+    )
+    names = len(set(others) | listed)
+    counted = "messages" if texts == names else "Apple messages (base texts and translations)"
+    if texts > MAX_MESSAGES:
+        errors.append(f"messages: {texts} {counted}, Apple's limit is {MAX_MESSAGES} per app")
+    elif texts > MESSAGE_BUDGET_WARNING:
+        warnings.append(
+            f"messages: {texts} {counted}, close to Apple's limit of {MAX_MESSAGES} per app; "
+            "an edit needs room for its new version while the old one is still at Apple"
         )
     return errors, warnings
 
@@ -861,6 +1166,14 @@ def _entry_problems(labeled: Labeled) -> list[str]:
             )
         except CatalogueError as exc:
             errors.extend(exc.errors)
+    for label, rule in labeled.translation_defaults:
+        try:
+            validate_default_rule(
+                {"product_id": rule.product_id, "locales": "all", "message": rule.message},
+                where=label,
+            )
+        except CatalogueError as exc:
+            errors.extend(exc.errors)
     return errors
 
 
@@ -869,6 +1182,8 @@ def check_document(
     *,
     known_images: Mapping[str, ImageSize] | None = None,
     known_messages: Collection[str] | None = None,
+    known_texts: int | None = None,
+    base_locale: str | None = None,
 ) -> CatalogueDocument:
     """Check a whole catalogue across entries and return it with ``warnings`` filled.
 
@@ -876,17 +1191,34 @@ def check_document(
     database) and be ``FULL_SIZE``, every bullet image ``BULLET_POINT``; every
     default must name a message of ``doc`` or ``known_messages``. Names are
     unique within the document, each (product, locale) has one default, and
-    the images and messages (the document's together with the known ones) stay
-    within Apple's limits. Unknown locales become warnings. Raises
-    :class:`CatalogueError` listing every problem.
+    the images and messages (the document's together with the known ones;
+    ``known_texts`` counts the known messages' texts, translations included)
+    stay within Apple's limits. No translation may be keyed by the base
+    locale (``base_locale``, else the document's, else ``en-US``). Unknown
+    locales become warnings. Raises :class:`CatalogueError` listing every
+    problem. (The ``languages`` settings are checked by
+    :func:`flask_retention.catalogue.languages.check_languages`.)
     """
     labeled = Labeled(
         images=[(entry_label("images", i, e.name), e) for i, e in enumerate(doc.images)],
         messages=[(entry_label("messages", i, e.name), e) for i, e in enumerate(doc.messages)],
         defaults=[(f"defaults[{i}]", e) for i, e in enumerate(doc.defaults)],
+        translation_defaults=[
+            (f"translation_defaults[{i}]", e) for i, e in enumerate(doc.translation_defaults)
+        ],
     )
+    if base_locale is None:
+        base_locale = (
+            doc.languages.base_locale if doc.languages is not None else DEFAULT_BASE_LOCALE
+        )
     errors = _entry_problems(labeled)
-    cross_errors, warnings = cross_check(labeled, known_images or {}, known_messages or ())
+    cross_errors, warnings = cross_check(
+        labeled,
+        known_images or {},
+        known_messages or (),
+        base_locale=base_locale,
+        known_texts=known_texts,
+    )
     errors.extend(cross_errors)
     if errors:
         raise CatalogueError(errors)

@@ -106,8 +106,10 @@ def validate_command(file: Path, as_json: bool) -> None:
         for n, noun in (
             (check.images, "image"),
             (check.messages, "message"),
+            (check.translations, "translation"),
             (check.defaults, "default"),
         )
+        if n or noun != "translation"
     )
     click.echo(f"{file}: {counts}; no problems.")
 
@@ -210,6 +212,12 @@ def message_group() -> None:
 
 @message_group.command("add")
 @click.option("--name", required=True, help="Catalogue name of the message.")
+@click.option(
+    "--locale",
+    default=None,
+    help="Add or update the translation in this App Store locale (e.g. fr-FR) of the "
+    "existing message --name, instead of its base text.",
+)
 @click.option("--header", required=True, help="Header text (Apple: at most 66 characters).")
 @click.option("--body", required=True, help="Body text (Apple: at most 144 characters).")
 @click.option("--image", default=None, help="Name of a FULL_SIZE catalogue image.")
@@ -226,10 +234,12 @@ def message_group() -> None:
     type=(str, str, str),
     multiple=True,
     metavar="TEXT IMAGE ALT",
-    help="A bullet point: text, BULLET_POINT image name, alt text (repeat, up to 5).",
+    help="A bullet point: text, BULLET_POINT image name, alt text (repeat, up to 5). "
+    "With --locale, an IMAGE of - shares the base text's bullet image at that position.",
 )
 def message_add_command(
     name: str,
+    locale: str | None,
     header: str,
     body: str,
     image: str | None,
@@ -242,7 +252,34 @@ def message_add_command(
     Apple cannot edit a message: adding a name again with other content
     makes a new version with a new UUID; `sync` uploads it and moves the
     defaults once Apple approves it, then deletes the old version.
+
+    With --locale, this adds (or updates) a translation of the existing
+    message: its own header, body, alt texts and bullet texts, one Apple
+    message of its own. The image, header position and bullet images are the
+    base text's unless given; an edited translation makes a new version of
+    that translation only.
     """
+    if locale is not None:
+        from flask_retention.catalogue.validation import locale_warning
+
+        with failures():
+            translation = _catalogue().add_translation(
+                name,
+                locale,
+                header,
+                body,
+                image=image,
+                image_alt_text=image_alt_text,
+                header_position=header_position,
+                bullet_points=list(bullets),
+            )
+        warning = locale_warning(locale)
+        if warning is not None:
+            click.echo(f"Warning: {warning}", err=True)
+        click.echo(
+            f"Message {translation.label} is version {translation.version} ({translation.uuid})."
+        )
+        return
     with failures():
         message = _catalogue().add_message(
             name,
@@ -259,15 +296,20 @@ def message_add_command(
 @message_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def message_list_command(as_json: bool) -> None:
-    """List the current version of every message with Apple's state per environment."""
+    """List the current version of every message and of each of its translations, with
+    Apple's review state per environment (each translation is its own Apple message)."""
     envs = _environments()
     with failures():
-        messages = _catalogue().list_messages()
+        catalogue = _catalogue()
+        messages = catalogue.list_messages()
+        base_locale = catalogue.language_settings().base_locale
     if as_json:
         echo_json(
             [
                 {
                     "name": m.name,
+                    "locale": m.locale or base_locale,
+                    "translation": bool(m.locale),
                     "version": m.version,
                     "uuid": str(m.uuid),
                     "header": m.header,
@@ -284,10 +326,11 @@ def message_list_command(as_json: bool) -> None:
         click.echo("No messages. Add one with `flask retention message add --name ...`.")
         return
     table(
-        ["NAME", "VERSION", "HEADER", "IMAGE", "BULLETS", "UUID", *envs],
+        ["NAME", "LOCALE", "VERSION", "HEADER", "IMAGE", "BULLETS", "UUID", *envs],
         [
             [
                 m.name,
+                m.locale or f"{base_locale} (base)",
                 m.version,
                 m.header if len(m.header) <= 30 else m.header[:29] + "…",
                 m.image,
@@ -302,13 +345,19 @@ def message_list_command(as_json: bool) -> None:
 
 @message_group.command("retire")
 @click.argument("name")
+@click.option("--locale", default=None, help="Retire only this translation of NAME.")
 @yes_option
-def message_retire_command(name: str, yes: bool) -> None:
-    """Retire message NAME: `sync` then deletes it from Apple (refused while a default uses it)."""
-    confirm(f"Retire message {name!r}? The next sync deletes it from Apple.", yes)
+def message_retire_command(name: str, locale: str | None, yes: bool) -> None:
+    """Retire message NAME and its translations: `sync` then deletes them from Apple
+    (refused while a default uses it). With --locale, only that translation."""
+    what = f"{name} [{locale}]" if locale else name
+    confirm(f"Retire message {what!r}? The next sync deletes it from Apple.", yes)
     with failures():
-        _catalogue().retire_message(name)
-    click.echo(f"Retired message {name}; `flask retention sync` deletes it from Apple.")
+        if locale:
+            _catalogue().retire_translation(name, locale)
+        else:
+            _catalogue().retire_message(name)
+    click.echo(f"Retired message {what}; `flask retention sync` deletes it from Apple.")
 
 
 # -- defaults ---------------------------------------------------------------------------
@@ -321,34 +370,65 @@ def default_group() -> None:
 
 @default_group.command("set")
 @click.argument("product_id")
-@click.argument("locale")
+@click.argument("locales", nargs=-1)
 @click.argument("message")
-def default_set_command(product_id: str, locale: str, message: str) -> None:
-    """Make MESSAGE the default for PRODUCT_ID and LOCALE (local; `sync` configures Apple).
+@click.option(
+    "--all-translations",
+    is_flag=True,
+    help="Every locale MESSAGE has a text in (each translation's and the base text's), "
+    "including translations added later; give no LOCALE.",
+)
+def default_set_command(
+    product_id: str, locales: tuple[str, ...], message: str, all_translations: bool
+) -> None:
+    """Make MESSAGE the default for PRODUCT_ID in each LOCALE (local; `sync` configures Apple).
 
-    Apple's default then follows the newest version of MESSAGE that Apple
-    approved in each environment.
+    Each (product, locale) gets the translation of MESSAGE the fallback
+    chain picks for that locale among those Apple approved (fr-CA -> fr-FR),
+    following its newest approved version in each environment; a locale the
+    chain cannot serve gets no default (the sync plan says so). An exact
+    LOCALE wins over --all-translations for that locale.
     """
+    if all_translations == bool(locales):
+        raise click.UsageError("give one or more LOCALEs, or --all-translations (not both).")
     with failures():
-        warnings = _catalogue().set_default(product_id, locale, message)
+        catalogue = _catalogue()
+        if all_translations:
+            warnings = catalogue.set_translations_default(product_id, message)
+        else:
+            warnings = catalogue.set_defaults(product_id, locales, message)
     for warning in warnings:
         click.echo(f"Warning: {warning}", err=True)
-    click.echo(f"Default for {product_id} / {locale} is {message}; run `flask retention sync`.")
+    where = "every translation" if all_translations else ", ".join(locales)
+    click.echo(f"Default for {product_id} / {where} is {message}; run `flask retention sync`.")
 
 
 @default_group.command("remove")
 @click.argument("product_id")
-@click.argument("locale")
+@click.argument("locale", required=False)
+@click.option(
+    "--all-translations",
+    is_flag=True,
+    help="Remove the default set with --all-translations instead of one LOCALE's.",
+)
 @yes_option
-def default_remove_command(product_id: str, locale: str, yes: bool) -> None:
+def default_remove_command(
+    product_id: str, locale: str | None, all_translations: bool, yes: bool
+) -> None:
     """Remove the default of PRODUCT_ID and LOCALE (`sync` removes it at Apple)."""
+    if all_translations == (locale is not None):
+        raise click.UsageError("give a LOCALE, or --all-translations (not both).")
+    locale = locale or "every translation"
     confirm(
         f"Remove the default of {product_id} / {locale}? After the next sync Apple shows "
         "nothing there when the endpoint does not answer.",
         yes,
     )
     with failures():
-        removed = _catalogue().remove_default(product_id, locale)
+        if all_translations:
+            removed = _catalogue().remove_translations_default(product_id)
+        else:
+            removed = _catalogue().remove_default(product_id, locale)
     if not removed:
         raise click.ClickException(f"there is no default for {product_id} / {locale}.")
     click.echo(f"Removed the default of {product_id} / {locale}; run `flask retention sync`.")

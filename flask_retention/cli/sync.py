@@ -73,6 +73,7 @@ def _print_notes(plan: Any) -> None:
         ("Waiting for Apple's review", plan.waiting),
         ("Rejected by Apple (edit them to make a new version)", plan.rejected),
         ("At Apple but unknown here", plan.unknown),
+        ("No default: the fallback chain cannot serve these locales", plan.uncovered),
     ):
         if notes:
             click.echo(f"{title}:")
