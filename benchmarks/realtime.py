@@ -4,7 +4,7 @@ Run from a checkout, in an environment with the project and (only for this
 script) Apple's official library installed::
 
     pip install -e . app-store-server-library
-    python benchmarks/realtime.py [--requests 3000]
+    python benchmarks/realtime.py [--requests 3000] [--translated 2000]
 
 Everything printed comes from this one run. Each call is timed on its own,
 and the contenders take turns in rounds (``--block`` calls each, 10 by
@@ -30,6 +30,15 @@ for reference. The contenders:
 * the parts: our JWS verification, the payload schema, and the selector's
   hand-off to a worker thread (``SelectorPool.run`` of a trivial function,
   beside the same call made directly in an app context).
+
+With ``--translated N``, the endpoint's database first gets a translated
+catalogue of N Apple messages (N / 10 names, each a base text in ``en-US``
+and 9 translations, all APPROVED in Sandbox, with an every-translation
+default), and the selector names a message (``Message("winback-0042")``)
+instead of a UUID; the requests come from locales that resolve through each
+step of the fallback chain (exact, language, region, and one that no text
+serves), so the endpoint's time includes resolving the name for the
+subscriber's language.
 
 Targets: endpoint <= 0.3 x Apple's verifier alone, and (endpoint - bare
 view) <= 8 x one ES256 verification (paired ratios). The exit status is 1
@@ -60,7 +69,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask, Response, request
 from werkzeug.test import EnvironBuilder
 
-from flask_retention import Message, Retention
+from flask_retention import Message, RealtimeRequest, Retention
+from flask_retention.catalogue.files import load_catalogue_file
 from flask_retention.catalogue.schema import upgrade
 from flask_retention.testing import AppStoreSigner
 
@@ -69,6 +79,16 @@ URL = "/retention/realtime"
 MESSAGE = uuid.UUID("a1b2c3d4-e5f6-7890-a1b2-c3d4e5f67890")
 TARGET_APPLE = 0.3
 TARGET_ES256 = 8.0
+
+#: ``--translated``: the base text's locale and the translations of every message.
+BASE_LOCALE = "en-US"
+TRANSLATIONS = ("fr-FR", "de-DE", "es-ES", "it", "ja", "pt-BR", "zh-Hans", "ko", "nl-NL")
+#: The requests' locales: exact, language-only (it-IT -> it), region (fr-CA -> fr-FR,
+#: es-MX -> es-ES, pt-PT -> pt-BR, en-GB -> en-US), and one that no text serves (sv-SE).
+REQUEST_LOCALES = (
+    "en-US", "fr-FR", "fr-CA", "de-DE", "es-MX", "it-IT", "ja", "pt-PT", "zh-Hans", "en-GB",
+    "ko", "nl-NL", "sv-SE",
+)  # fmt: skip
 
 
 def environ_for(body: bytes) -> dict[str, Any]:
@@ -100,8 +120,55 @@ def state_of(app: Flask) -> Any:
     return app.extensions["retention"]._get_state(app)
 
 
-def endpoint_app(signer: AppStoreSigner, database: str, **config: Any) -> tuple[Flask, Retention]:
-    """The endpoint with a trivial selector, its catalogue and decision log in ``database``."""
+def translated_catalogue(folder: str, messages: int) -> tuple[str, list[str]]:
+    """A JSON catalogue file of about ``messages`` Apple messages (names x 10 texts), and
+    its message names."""
+    texts = 1 + len(TRANSLATIONS)
+    names = [f"winback-{i:04d}" for i in range(max(messages // texts, 1))]
+    data = {
+        "languages": {"base_locale": BASE_LOCALE, "base_fallback": False},
+        "messages": [
+            {
+                "name": name,
+                "header": "Before you go",
+                "body": f"Offer {name}: your plan includes offline mode.",
+                "translations": {
+                    locale: {"header": f"[{locale}] Before you go", "body": f"[{locale}] {name}"}
+                    for locale in TRANSLATIONS
+                },
+            }
+            for name in names
+        ],
+        "defaults": [{"product_id": "com.example.monthly", "locales": "all", "message": names[0]}],
+    }
+    path = os.path.join(folder, "translated.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    return path, names
+
+
+def load_translated(app: Flask, retention: Retention, path: str) -> int:
+    """Import the catalogue file and mark every text APPROVED in Sandbox; the count."""
+    with app.app_context():
+        catalogue = retention.catalogue
+        catalogue.import_document(load_catalogue_file(path))
+        versions = catalogue.message_versions()
+        catalogue.record_apple_states("message", "Sandbox", {m.uuid: "APPROVED" for m in versions})
+    return len(versions)
+
+
+def endpoint_app(
+    signer: AppStoreSigner,
+    database: str,
+    *,
+    translated: tuple[str, list[str]] | None = None,
+    **config: Any,
+) -> tuple[Flask, Retention]:
+    """The endpoint with a trivial selector, its catalogue and decision log in ``database``.
+
+    ``translated``: a catalogue file to load first and its names, which the
+    selector then names in turn (by the request's transaction ID).
+    """
     app = Flask("benchmark_endpoint")
     app.config.update(
         RETENTION_ROOT_CERTIFICATES=[signer.root_pem],
@@ -113,9 +180,21 @@ def endpoint_app(signer: AppStoreSigner, database: str, **config: Any) -> tuple[
     retention = Retention(app)
     upgrade(retention.get_engine(app))
 
-    @retention.selector
-    def choose(req: Any) -> Message:
-        return Message(MESSAGE)
+    if translated is None:
+
+        @retention.selector
+        def choose(req: Any) -> Message:
+            return Message(MESSAGE)
+
+    else:
+        path, names = translated
+        count = load_translated(app, retention, path)
+        print(f"loaded a translated catalogue of {count} messages", file=sys.stderr)
+        choices = [Message(name) for name in names]
+
+        @retention.selector
+        def choose_name(req: RealtimeRequest) -> Message:
+            return choices[int(req.original_transaction_id) % len(choices)]
 
     retention.warm_up(app)
     return app, retention
@@ -160,6 +239,14 @@ def main(argv: list[str] | None = None) -> int:
         default=10,
         help="calls of one contender in a row before the next one's turn (in shuffled order)",
     )
+    parser.add_argument(
+        "--translated",
+        type=int,
+        default=0,
+        metavar="N",
+        help="load a translated catalogue of N Apple messages (N/10 names x 10 locales) "
+        "first, and name its messages, from requests in many locales",
+    )
     args = parser.parse_args(argv)
     n = args.requests
 
@@ -173,12 +260,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signer = AppStoreSigner()
     folder = tempfile.mkdtemp(prefix="retention-benchmark-")
-    app, retention = endpoint_app(signer, f"sqlite:///{folder}/endpoint.db")
+    translated = translated_catalogue(folder, args.translated) if args.translated else None
+    app, retention = endpoint_app(signer, f"sqlite:///{folder}/endpoint.db", translated=translated)
     endpoint = state_of(app).endpoint
     assert endpoint is not None
 
     print(f"signing {n} requests...", file=sys.stderr)
-    bodies = [signer.realtime_body(app_apple_id=APP_APPLE_ID) for _ in range(n)]
+    bodies = [request_body(signer, i) for i in range(n)]
     tokens = [json.loads(b)["signedPayload"] for b in bodies]
     endpoint_environs = [environ_for(b) for b in bodies]
     bare_environs = [environ_for(b) for b in bodies]
@@ -223,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Warm-up (caches, the pool's first worker), with bodies of their own: an environ's
     # input is read once, and the endpoint answers each request identifier once.
-    for _ in range(50):
-        body = signer.realtime_body(app_apple_id=APP_APPLE_ID)
+    for i in range(50):
+        body = request_body(signer, i)
         for call in (call_endpoint, call_bare, call_bare_es256):
             call(environ_for(body))
         for name, run in contenders.items():
@@ -238,6 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     retention.close()
     shutil.rmtree(folder, ignore_errors=True)
     return report(times, n, block)
+
+
+def request_body(signer: AppStoreSigner, i: int) -> bytes:
+    """The body of request ``i``: its own transaction ID (the translated selector's pick)
+    and one of :data:`REQUEST_LOCALES` in turn."""
+    return signer.realtime_body(
+        app_apple_id=APP_APPLE_ID,
+        original_transaction_id=str(1_000_000 + i),
+        locale=REQUEST_LOCALES[i % len(REQUEST_LOCALES)],
+    )
 
 
 def time_in_rounds(

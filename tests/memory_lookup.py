@@ -67,7 +67,10 @@ class MemoryLookup:
     def ready(self, timeout: float) -> bool:
         return True
 
-    def lookup(self, message: MessageRef, environment: str) -> MessageFacts | None:
+    def lookup(
+        self, message: MessageRef, environment: str, locale: str | None = None
+    ) -> MessageFacts | None:
+        """Facts for a name or UUID; one text per name, whatever ``locale``."""
         known = parse_uuid(message)
         if known is not None:
             return self._by_uuid.get((environment, known))

@@ -324,7 +324,9 @@ def test_switch_plan_with_image_message_takes_the_fallback(
 
 
 class FailingLookup(MemoryLookup):
-    def lookup(self, message: object, environment: str) -> MessageFacts | None:
+    def lookup(
+        self, message: object, environment: str, locale: str | None = None
+    ) -> MessageFacts | None:
         raise RuntimeError("snapshot corrupted")
 
 

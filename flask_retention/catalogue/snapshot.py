@@ -23,14 +23,34 @@ import uuid
 import weakref
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 import sqlalchemy as sa
 
+from flask_retention.catalogue.entries import (
+    DefaultEntry,
+    LanguageSettings,
+    TranslationsDefaultEntry,
+)
+from flask_retention.catalogue.languages import chooser_for, pick_text
+from flask_retention.catalogue.locales import Chooser
 from flask_retention.catalogue.lookup import MessageFacts, parse_uuid
-from flask_retention.catalogue.models import AppleState, BulletPoint, Default, Image, Message
-from flask_retention.catalogue.store import read_version
+from flask_retention.catalogue.models import (
+    AppleState,
+    BulletPoint,
+    Default,
+    Image,
+    Languages,
+    Message,
+    TranslationsDefault,
+)
+from flask_retention.catalogue.store import (
+    StoredBulletPoint,
+    StoredMessage,
+    expand_defaults,
+    read_version,
+)
 from flask_retention.core.apple import ENVIRONMENTS, MessageRef
 from flask_retention.core.database import bounded, failure_reason
 from flask_retention.core.per_process import DaemonThread, PerProcess
@@ -40,26 +60,65 @@ logger = logging.getLogger(__name__)
 APPROVED: Final = "APPROVED"
 
 
+#: How many (environment, name, locale) picks a view remembers (requests' locales are
+#: Apple's few dozen codes; the bound only guards memory against the unexpected).
+PICK_MEMORY: Final = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class MessageTexts:
+    """The live texts of one message in one environment, for the fallback chain.
+
+    ``facts`` maps each text's locale (the base text's under the base locale)
+    to the facts of the version it resolves to (the newest usable one, else
+    the newest); ``available`` to whether that version is usable (APPROVED,
+    images included); ``translated`` whether the message has translations.
+    """
+
+    facts: dict[str, MessageFacts]
+    available: dict[str, bool]
+    translated: bool
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogueView:
     """One consistent, immutable view of the catalogue: plain dictionaries.
 
-    ``names`` maps ``(environment, name)`` to the facts of the version that
-    name resolves to there; ``uuids`` ``(environment, uuid.int)`` to every known
+    ``names`` maps ``(environment, name)`` to the facts of the version the
+    name's base text resolves to there, ``texts`` to the message's live
+    texts (:class:`MessageTexts`), picked among per request's locale with
+    ``chooser``; ``uuids`` ``(environment, uuid.int)`` to every known
     version's facts (the integer: a ``uuid.UUID`` hashes in Python, an int in
-    C); ``defaults`` ``(product_id, locale, environment)`` to the resolved
-    default message.
+    C); ``defaults`` ``(product_id, locale, environment)`` to the default's
+    text for that exact locale, expanded as sync expands it
+    (:func:`~flask_retention.catalogue.store.expand_defaults`). Picks are
+    remembered per view (``picks``), so a locale's resolution is worked out
+    once per catalogue version.
     """
 
     version: int | None = None
     names: dict[tuple[str, str], MessageFacts] = field(default_factory=dict)
     uuids: dict[tuple[str, int], MessageFacts] = field(default_factory=dict)
     defaults: dict[tuple[str, str, str], MessageFacts] = field(default_factory=dict)
+    texts: dict[tuple[str, str], MessageTexts] = field(default_factory=dict)
+    chooser: Chooser | None = None
+    picks: dict[tuple[str, str, str], MessageFacts | None] = field(default_factory=dict)
 
-    def lookup(self, message: MessageRef, environment: str) -> MessageFacts | None:
-        """Facts for a name or UUID in ``environment`` (a name wins over a UUID-like string)."""
+    def lookup(
+        self, message: MessageRef, environment: str, locale: str | None = None
+    ) -> MessageFacts | None:
+        """Facts for a name or UUID in ``environment`` (a name wins over a UUID-like
+        string); with ``locale``, a name resolves through the fallback chain."""
         if isinstance(message, str):
-            facts = self.names.get((environment, message))
+            if locale is not None:
+                key = (environment, message, locale)
+                facts = self.picks.get(key, _UNSEEN)
+                if facts is _UNSEEN:
+                    facts = self._pick(environment, message, locale)
+                    if len(self.picks) < PICK_MEMORY:
+                        self.picks[key] = facts
+            else:
+                facts = self.names.get((environment, message))
             if facts is not None:
                 return facts
             parsed = parse_uuid(message)
@@ -68,96 +127,201 @@ class CatalogueView:
             return self.uuids.get((environment, parsed.int))
         return self.uuids.get((environment, message.int))
 
+    def _pick(self, environment: str, name: str, locale: str) -> MessageFacts | None:
+        texts = self.texts.get((environment, name))
+        if texts is None or self.chooser is None:
+            return None
+        pick = pick_text(self.chooser, locale, texts.available, translated=texts.translated)
+        skipped = tuple(code for code, _ in pick.skipped)
+        if pick.locale is not None:
+            chosen = texts.facts[pick.locale]
+        elif skipped:
+            chosen = texts.facts[skipped[0]]
+        else:  # no text of the subscriber's language: the base text's facts, marked as such
+            chosen = texts.facts.get(self.chooser.base_locale) or next(iter(texts.facts.values()))
+        return replace(chosen, reason=pick.reason, skipped=skipped)
+
     def default_for(self, product_id: str, locale: str, environment: str) -> MessageFacts | None:
-        """The local default for a product and locale, resolved like a name."""
+        """The local default for a product and locale, resolved as sync resolves it."""
         return self.defaults.get((product_id, locale, environment))
 
 
+_UNSEEN: Final = MessageFacts(uuid=uuid.UUID(int=0), name=None, state=None)
+
 EMPTY_VIEW: Final = CatalogueView()
+
+
+def _read_languages(connection: sa.Connection) -> LanguageSettings:
+    row = connection.execute(
+        sa.select(Languages.base_locale, Languages.base_fallback, Languages.chain)
+    ).first()
+    if row is None:
+        return LanguageSettings()
+    base_locale, base_fallback, chain = row
+    return LanguageSettings(
+        base_locale=base_locale,
+        base_fallback=bool(base_fallback),
+        chain={str(k): tuple(v) for k, v in (chain or {}).items()},
+    )
 
 
 def load_view(connection: sa.Connection) -> CatalogueView:
     """Read the whole catalogue and Apple's states into a :class:`CatalogueView`.
 
-    A name resolves, per environment, to its newest version that Apple
-    approved there (with its images), else to its newest version, so an
-    edited message keeps serving its approved predecessor during review.
-    Retired names (no current version) do not resolve; their UUIDs do.
+    Each text of a message (its base text, each translation) resolves, per
+    environment, to its newest version that Apple approved there (with its
+    images), else to its newest version, so an edited text keeps serving its
+    approved predecessor during review. Retired texts (no current version) do
+    not resolve; their UUIDs do. Defaults are expanded per exact locale with
+    the texts' usability in each environment, as sync expands them.
     """
     version = read_version(connection)
-    image_uuids: dict[int, uuid.UUID] = dict(
-        connection.execute(sa.select(Image.id, Image.uuid)).all()
-    )
+    languages = _read_languages(connection)
+    base_locale = languages.base_locale
+    images: dict[int, tuple[str, uuid.UUID]] = {
+        image_id: (name, key)
+        for image_id, name, key in connection.execute(sa.select(Image.id, Image.name, Image.uuid))
+    }
     states: dict[tuple[str, uuid.UUID, str], str | None] = {
         (kind, key, env): state
         for kind, key, env, state in connection.execute(
             sa.select(AppleState.kind, AppleState.uuid, AppleState.environment, AppleState.state)
         )
     }
-    bullets: dict[int, list[int]] = defaultdict(list)
-    for bulleted, bullet_image in connection.execute(
-        sa.select(BulletPoint.message_id, BulletPoint.image_id)
+    bullets: dict[int, list[StoredBulletPoint]] = defaultdict(list)
+    bullet_images: dict[int, list[uuid.UUID]] = defaultdict(list)
+    for bulleted, text, bullet_image, alt_text in connection.execute(
+        sa.select(
+            BulletPoint.message_id, BulletPoint.text, BulletPoint.image_id, BulletPoint.alt_text
+        ).order_by(BulletPoint.message_id, BulletPoint.position)
     ):
-        bullets[bulleted].append(bullet_image)
+        image_name, image_uuid = images[bullet_image]
+        bullets[bulleted].append(
+            StoredBulletPoint(text=text, image=image_name, image_uuid=image_uuid, alt_text=alt_text)
+        )
+        bullet_images[bulleted].append(image_uuid)
     rows = connection.execute(
         sa.select(
             Message.id,
             Message.name,
+            Message.locale,
             Message.version,
             Message.uuid,
+            Message.header,
+            Message.body,
             Message.image_id,
-            Message.retired_at.is_(None),
-        ).order_by(Message.name, Message.version.desc())
+            Message.image_alt_text,
+            Message.header_position,
+            Message.created_at,
+            Message.retired_at,
+        ).order_by(Message.name, Message.locale, Message.version.desc())
     )
-    lineages: dict[str, list[tuple[int, uuid.UUID, int | None]]] = defaultdict(list)
-    live: set[str] = set()
-    for message_id, name, _, key, image_id, current in rows:
-        lineages[name].append((message_id, key, image_id))
-        if current:
-            live.add(name)
+    # Each text's versions, newest first: (name, text locale) -> [(version, bullet images)].
+    lineages: dict[tuple[str, str], list[tuple[StoredMessage, list[uuid.UUID]]]] = defaultdict(list)
+    versions: list[StoredMessage] = []
+    for row in rows:
+        image = None if row.image_id is None else images[row.image_id]
+        stored = StoredMessage(
+            name=row.name,
+            version=row.version,
+            uuid=row.uuid,
+            header=row.header,
+            body=row.body,
+            image=None if image is None else image[0],
+            image_uuid=None if image is None else image[1],
+            image_alt_text=row.image_alt_text,
+            header_position=row.header_position,
+            bullet_points=tuple(bullets.get(row.id, ())),
+            created_at=row.created_at,
+            retired_at=row.retired_at,
+            locale=row.locale,
+        )
+        versions.append(stored)
+        lineages[(row.name, row.locale or base_locale)].append(
+            (stored, bullet_images.get(row.id, []))
+        )
+    translated_names = {name for name, locale in lineages if locale != base_locale}
 
     names: dict[tuple[str, str], MessageFacts] = {}
     uuids: dict[tuple[str, int], MessageFacts] = {}
+    texts: dict[tuple[str, str], MessageTexts] = {}
     for environment in ENVIRONMENTS:
-        for name, versions in lineages.items():
+        for (name, locale), lineage in lineages.items():
+            translated = name in translated_names
             chosen: MessageFacts | None = None
             newest: MessageFacts | None = None
-            for message_id, key, image_id in versions:
-                bullet_ids = bullets.get(message_id, ())
+            for stored, bullet_uuids in lineage:
                 facts = MessageFacts(
-                    uuid=key,
+                    uuid=stored.uuid,
                     name=name,
-                    state=states.get(("message", key, environment)),
-                    has_image=image_id is not None,
+                    state=states.get(("message", stored.uuid, environment)),
+                    has_image=stored.image_uuid is not None,
                     image_state=(
                         None
-                        if image_id is None
-                        else states.get(("image", image_uuids[image_id], environment))
+                        if stored.image_uuid is None
+                        else states.get(("image", stored.image_uuid, environment))
                     ),
-                    has_bullets=bool(bullet_ids),
+                    has_bullets=bool(bullet_uuids),
                     bullet_images_approved=all(
-                        states.get(("image", image_uuids[i], environment)) == APPROVED
-                        for i in bullet_ids
+                        states.get(("image", key, environment)) == APPROVED for key in bullet_uuids
                     ),
+                    locale=locale,
+                    translated=translated,
                 )
-                uuids[(environment, key.int)] = facts
+                uuids[(environment, stored.uuid.int)] = facts
                 if newest is None:
                     newest = facts
                 if chosen is None and facts.approved:
                     chosen = facts
             resolved = chosen or newest
-            if name in live and resolved is not None:
+            if resolved is None or lineage[0][0].retired:
+                continue
+            message_texts = texts.get((environment, name))
+            if message_texts is None:
+                message_texts = texts[(environment, name)] = MessageTexts({}, {}, translated)
+            message_texts.facts[locale] = resolved
+            message_texts.available[locale] = chosen is not None
+            if locale == base_locale:
                 names[(environment, name)] = resolved
 
     defaults: dict[tuple[str, str, str], MessageFacts] = {}
-    for product_id, locale, message_name in connection.execute(
-        sa.select(Default.product_id, Default.locale, Default.message_name)
-    ):
+    exact = [
+        DefaultEntry(product_id=product_id, locale=locale, message=message)
+        for product_id, locale, message in connection.execute(
+            sa.select(Default.product_id, Default.locale, Default.message_name)
+        )
+    ]
+    every = [
+        TranslationsDefaultEntry(product_id=product_id, message=message)
+        for product_id, message in connection.execute(
+            sa.select(TranslationsDefault.product_id, TranslationsDefault.message_name)
+        )
+    ]
+    if exact or every:
         for environment in ENVIRONMENTS:
-            resolved = names.get((environment, message_name))
-            if resolved is not None:
-                defaults[(product_id, locale, environment)] = resolved
-    return CatalogueView(version=version, names=names, uuids=uuids, defaults=defaults)
+
+            def usable(stored: StoredMessage, environment: str = environment) -> bool:
+                facts = uuids.get((environment, stored.uuid.int))
+                return facts is not None and facts.approved
+
+            for slot in expand_defaults(exact, every, versions, usable, languages):
+                if not slot.served:
+                    continue  # the chain cannot serve the locale: Apple gets no default there
+                shown = slot.target or slot.best
+                assert shown is not None
+                defaults[(slot.product_id, slot.locale, environment)] = replace(
+                    uuids[(environment, shown.uuid.int)],
+                    reason=slot.pick.reason,
+                    skipped=tuple(code for code, _ in slot.pick.skipped),
+                )
+    return CatalogueView(
+        version=version,
+        names=names,
+        uuids=uuids,
+        defaults=defaults,
+        texts=texts,
+        chooser=chooser_for(languages),
+    )
 
 
 @dataclass(eq=False)
@@ -221,9 +385,12 @@ class CatalogueSnapshot:
             refresher.attempted.wait(timeout)
         return self._loaded
 
-    def lookup(self, message: MessageRef, environment: str) -> MessageFacts | None:
-        """Facts for a name or UUID in ``environment``; see :class:`CatalogueView`."""
-        return self._view.lookup(message, environment)
+    def lookup(
+        self, message: MessageRef, environment: str, locale: str | None = None
+    ) -> MessageFacts | None:
+        """Facts for a name or UUID in ``environment`` (with ``locale``, a name resolves
+        through the fallback chain); see :class:`CatalogueView`."""
+        return self._view.lookup(message, environment, locale)
 
     def default_for(self, product_id: str, locale: str, environment: str) -> MessageFacts | None:
         """The local default for a product and locale in ``environment``."""

@@ -105,6 +105,8 @@ def decision_row(decision: Decision, subscriber_key: bytes | None = None) -> Row
             "kind": None if rejected else decision.kind,
             "message_uuid": decision.message_id,
             "fallback_reason": decision.fallback_reason,
+            "answered_locale": decision.answered_locale,
+            "locale_reason": decision.locale_reason,
             "experiment": decision.experiment,
             "variant": decision.variant,
             "status": decision.status,

@@ -35,6 +35,8 @@ FallbackReason = Literal[
     "unknown_name",
     "catalogue_unavailable",
     "unapproved",
+    "translation_pending",
+    "no_translation",
     "not_allowed_for_kind",
     "offer_not_configured",
     "internal_error",
@@ -52,6 +54,8 @@ FALLBACK_REASONS: Final[frozenset[str]] = frozenset(
         "unknown_name",  # a message name the catalogue does not know
         "catalogue_unavailable",  # a name, while this process could not load the catalogue
         "unapproved",  # a message known not to be APPROVED
+        "translation_pending",  # every text that may answer the locale is still in review
+        "no_translation",  # no text of the subscriber's language, and base_fallback is off
         "not_allowed_for_kind",  # image or bullets on a switch-plan / offer message
         "offer_not_configured",  # PromotionalOffer without the In-App Purchase key set
         "internal_error",  # a bug after verification; logged with its traceback
@@ -69,6 +73,12 @@ class Decision:
     names, ``fallback_reason`` why the selector's choice was not sent (one of
     :data:`FALLBACK_REASONS`), ``error`` the error code of a non-200 answer,
     ``experiment``/``variant`` those of a choice made by an experiment.
+    ``answered_locale`` is the locale of the catalogue text answered (the base
+    locale for a base text) and ``locale_reason`` why the fallback chain
+    picked it (``"exact"``, ``"language"``, ``"region"``, ``"base"``, then
+    ``"; fr-CA pending"`` for better texts passed over), or, when ``{}``
+    answered, why no text could (``"none; fr-FR pending"``); both ``None``
+    where no catalogue text was resolved.
     """
 
     received_at: datetime
@@ -85,6 +95,8 @@ class Decision:
     kind: Kind = "none"
     message_id: uuid.UUID | None = None
     fallback_reason: FallbackReason | None = None
+    answered_locale: str | None = None
+    locale_reason: str | None = None
     experiment: str | None = None
     variant: str | None = None
     latency_ms: float = 0.0

@@ -34,6 +34,9 @@ from flask_retention.realtime.verification import JWSVerifier
 
 logger = logging.getLogger(__name__)
 
+#: Fallback reasons of the subscriber's locale, logged at debug level only (see ``answer``).
+LOCALE_REASONS: Final = frozenset({"no_translation", "translation_pending"})
+
 #: The largest request body accepted (Apple's are a few kilobytes).
 BODY_LIMIT: Final = 64 * 1024
 
@@ -241,12 +244,16 @@ class RealtimeEndpoint:
             decision.note_choice(choice)
             return resolve(choice, req, lookup, self.offers)
         except Unsendable as e:
-            logger.warning(
+            # A locale the catalogue does not (yet) serve is a state of the catalogue, not a
+            # fault: the decision records it, `coverage` reports it; a warning per request
+            # would flood the log of every app with subscribers in untranslated languages.
+            logger.log(
+                logging.DEBUG if e.reason in LOCALE_REASONS else logging.WARNING,
                 "flask-retention: request %s: %s; the fallback answers.",
                 req.request_identifier,
                 e.detail,
             )
-            return fallback(req, lookup, e.reason)
+            return fallback(req, lookup, e.reason, e.facts)
         except Exception:
             logger.exception(
                 "flask-retention: unexpected error answering request %s; the fallback answers.",
@@ -307,6 +314,8 @@ class RealtimeEndpoint:
         decision.kind = answer.kind
         decision.message_id = answer.message_id
         decision.fallback_reason = answer.fallback_reason
+        decision.answered_locale = answer.answered_locale
+        decision.locale_reason = answer.locale_reason
         return self.respond(decision, 200, answer.body)
 
     # -- helpers -------------------------------------------------------------
