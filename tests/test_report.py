@@ -141,6 +141,14 @@ EXPECTED: dict[str, Any] = {
         {"product_id": YEARLY, "locale": "fr-FR",
          "requests": 1, "answered": 1, "fallbacks": 0, "rejected": 0},
     ],
+    "by_locale": [
+        {"locale": "en-US", "requests": 9, "answered": 8, "fallbacks": 4, "rejected": 1,
+         "fallback_share": 0.5, "decided": 7, **outcome_columns(closed=5, pending=2)},
+        {"locale": None, "requests": 1, "answered": 0, "fallbacks": 0, "rejected": 1,
+         "fallback_share": None, "decided": 0, **outcome_columns(closed=0, pending=0)},
+        {"locale": "fr-FR", "requests": 1, "answered": 1, "fallbacks": 0, "rejected": 0,
+         "fallback_share": 0.0, "decided": 1, **outcome_columns(closed=1, pending=0)},
+    ],
     "by_message": [
         {"message": str(M1), "name": "winback", "version": 1, "kind": "message",
          "requests": 3, "fallbacks": 0, **outcome_columns(closed=3, pending=0)},
@@ -343,6 +351,7 @@ def test_text_report_has_aligned_tables(engine: sa.Engine) -> None:
         "Totals",
         "Per day (UTC)",
         "Per product and locale",
+        "Per locale",
         "Per message",
         "Answers by kind",
         "Fallback reasons",

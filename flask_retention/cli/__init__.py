@@ -10,7 +10,7 @@ layers: it may import every feature package, and the testing kit for
 
 from __future__ import annotations
 
-from flask_retention.cli import catalogue, fake, report, simulate, sync
+from flask_retention.cli import catalogue, coverage, fake, report, simulate, sync
 from flask_retention.cli.common import retention_cli
 
-__all__ = ["catalogue", "fake", "report", "retention_cli", "simulate", "sync"]
+__all__ = ["catalogue", "coverage", "fake", "report", "retention_cli", "simulate", "sync"]

@@ -48,7 +48,10 @@ if TYPE_CHECKING:
 def report_command(
     since: str, environment: str | None, as_json: bool, html_file: Path | None
 ) -> None:
-    """What the endpoint answered, fallbacks and why, latency percentiles, outcomes."""
+    """What the endpoint answered, fallbacks and why, latency percentiles, outcomes, per
+    product, locale and message; the HTML page adds the coverage (see ``coverage``) of
+    --environment (default: the first of RETENTION_ENVIRONMENT)."""
+    from flask_retention.insights.coverage import build_coverage
     from flask_retention.insights.report import (
         build_report,
         parse_since,
@@ -74,7 +77,14 @@ def report_command(
             experiment_order=order,
         )
         if html_file is not None:
-            html_file.write_text(render_html(report), encoding="utf-8")
+            coverage = build_coverage(
+                current_retention().catalogue,
+                state.engine,
+                environment or state.settings.default_environment,
+                since=start,
+                now=now,
+            )
+            html_file.write_text(render_html(report, coverage=coverage), encoding="utf-8")
     if as_json:
         click.echo(render_json(report))
     elif html_file is None:

@@ -24,6 +24,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from flask_retention.catalogue.models import Message, metadata
+from flask_retention.insights.coverage import coverage_html
 from flask_retention.insights.privacy import subscriber_kinds
 
 #: Apple's response time limit for the real-time endpoint, in milliseconds.
@@ -167,6 +168,8 @@ def build_report(
     Keys (DESIGN.md): ``totals`` (``requests``, ``answered``, ``fallbacks``,
     ``rejected``, ``replays``, and ``fallback_share`` = fallbacks / answered),
     ``by_day`` (UTC day -> counts), ``by_product`` (product and locale),
+    ``by_locale`` (per ``userLocale``: the counts and ``fallback_share``, and with
+    outcomes ``decided``, the outcome counts and ``save_rate``),
     ``by_message`` (message UUID, catalogue name and version when known,
     kind), ``by_kind``, ``fallbacks`` (reason -> count), ``latency_ms``
     (``p50``, ``p95``, ``p99``, ``max``, ``near_limit`` >= :data:`NEAR_LIMIT_MS`,
@@ -225,6 +228,7 @@ def build_report(
     totals = {**_counts(), "replays": 0}
     by_day: dict[str, dict[str, int]] = defaultdict(_counts)
     by_product: dict[tuple[str | None, str | None], dict[str, int]] = defaultdict(_counts)
+    by_locale: dict[str | None, dict[str, int]] = defaultdict(_counts)
     by_message: dict[tuple[str, str], dict[str, int]] = defaultdict(
         lambda: {"requests": 0, "fallbacks": 0}
     )
@@ -235,7 +239,12 @@ def build_report(
         rows = connection.execute(grouped).all()
         for row in rows:
             n = int(row.n)
-            counts = [totals, by_day[_day(row.day)], by_product[(row.product_id, row.locale)]]
+            counts = [
+                totals,
+                by_day[_day(row.day)],
+                by_product[(row.product_id, row.locale)],
+                by_locale[row.locale],
+            ]
             for c in counts:
                 c["requests"] += n
             if row.replay:
@@ -280,6 +289,15 @@ def build_report(
         for (product, locale), counts in by_product.items()
     ]
     products.sort(key=lambda p: (-p["requests"], p["product_id"] or "", p["locale"] or ""))
+    locales: list[dict[str, Any]] = [
+        {
+            "locale": locale,
+            **counts,
+            "fallback_share": _share(counts["fallbacks"], counts["answered"]),
+        }
+        for locale, counts in by_locale.items()
+    ]
+    locales.sort(key=lambda entry: (-entry["requests"], entry["locale"] or ""))
     report: dict[str, Any] = {
         "window": {
             "since": since.astimezone(UTC).isoformat(),
@@ -289,6 +307,7 @@ def build_report(
         "totals": totals,
         "by_day": dict(sorted(by_day.items())),
         "by_product": products,
+        "by_locale": locales,
         "by_message": messages,
         "by_kind": dict(sorted(by_kind.items(), key=lambda kv: (-kv[1], kv[0]))),
         "fallbacks": dict(sorted(fallbacks.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -321,6 +340,8 @@ def _add_outcomes(
             return ""
         return f"{row.message_uuid}|{row.kind or 'none'}"
 
+    locale_of = _answered_locales(engine, since, until, environment)
+
     outcomes = outcome_report(
         engine,
         since,
@@ -332,16 +353,38 @@ def _add_outcomes(
             "kind": lambda row: row.kind or "none",
             "selector": lambda row: row.selector or "none",
             "message": message_key,
+            "locale": lambda row: locale_of.get(row.record.id) or "",
         },
     ).as_dict()
     per_message = outcomes["outcomes_by"].pop("message")
+    per_locale = outcomes["outcomes_by"].pop("locale")
     empty = {"decided": 0, **dict.fromkeys(OUTCOME_FIELDS, 0), "pending": 0, "save_rate": None}
     for entry in report["by_message"]:
         counts = per_message.get(f"{entry['message']}|{entry['kind']}", empty)
         entry.update({key: counts[key] for key in (*OUTCOME_FIELDS, "pending", "save_rate")})
+    for entry in report["by_locale"]:
+        counts = per_locale.get(entry["locale"] or "", empty)
+        entry.update(
+            {key: counts[key] for key in ("decided", *OUTCOME_FIELDS, "pending", "save_rate")}
+        )
     report["outcomes"] = outcomes["outcomes"]
     report["outcomes_by"] = outcomes["outcomes_by"]
     report["experiments"] = outcomes["experiments"]
+
+
+def _answered_locales(
+    engine: sa.Engine, since: datetime, until: datetime, environment: str | None
+) -> dict[int, str | None]:
+    """The ``userLocale`` of each answered decision of the window, by decision ID."""
+    t = metadata.tables["retention_decisions"]
+    where = [t.c.status == 200, t.c.created_at >= since, t.c.created_at <= until]
+    if environment is not None:
+        where.append(t.c.environment == environment)
+    with engine.connect() as connection:
+        return {
+            row.id: row.locale
+            for row in connection.execute(sa.select(t.c.id, t.c.locale).where(*where))
+        }
 
 
 def _message_names(connection: sa.Connection, keys: Iterable[str]) -> dict[str, tuple[str, int]]:
@@ -478,6 +521,30 @@ def _product_rows(
     return headers, [tuple(p[k] for k in keys) for p in report["by_product"]]
 
 
+def _locale_rows(
+    report: dict[str, Any],
+) -> tuple[tuple[str, ...], list[Sequence[Any]]]:
+    """The per-locale table's headers and rows (save rates when there are outcomes)."""
+    outcomes = report.get("outcomes")
+    with_outcomes = bool(outcomes and outcomes["decided"])
+    headers: tuple[str, ...] = ("locale", "requests", "answered", "fallbacks", "fallback share")
+    if with_outcomes:
+        headers += ("closed", "cancelled", "save rate")
+    rows: list[Sequence[Any]] = []
+    for entry in report.get("by_locale", []):
+        cells: tuple[Any, ...] = (
+            entry["locale"],
+            entry["requests"],
+            entry["answered"],
+            entry["fallbacks"],
+            _pct(entry["fallback_share"]),
+        )
+        if with_outcomes:
+            cells += (entry["closed"], entry["cancelled"], _pct(entry["save_rate"]))
+        rows.append(cells)
+    return headers, rows
+
+
 def render_text(report: dict[str, Any]) -> str:
     """The report as aligned tables for a terminal."""
     totals = report["totals"]
@@ -514,6 +581,7 @@ def render_text(report: dict[str, Any]) -> str:
             *_product_rows(report),
             2,
         ),
+        ("Per locale", *_locale_rows(report), 1),
         (
             "Per message",
             ("message", "name", "kind", "requests", "fallbacks"),
@@ -786,8 +854,12 @@ def _bucket_label(bucket: dict[str, Any]) -> str:
     return f"{bucket['from']:.0f}-{bucket['to']:.0f} ms"
 
 
-def render_html(report: dict[str, Any]) -> str:
-    """One self-contained HTML page: inline CSS and SVG charts, no network assets, no script."""
+def render_html(report: dict[str, Any], *, coverage: dict[str, Any] | None = None) -> str:
+    """One self-contained HTML page: inline CSS and SVG charts, no network assets, no script.
+
+    ``coverage`` (:func:`~flask_retention.insights.coverage.build_coverage`) adds its
+    section: the defaults per product and locale, and how each locale was answered.
+    """
     totals = report["totals"]
     lat = report["latency_ms"]
     cards = [
@@ -832,6 +904,8 @@ def render_html(report: dict[str, Any]) -> str:
             *_product_rows(report),
             2,
         ),
+        "<h2>Per locale</h2>",
+        _html_table(*_locale_rows(report), 1),
         "<h2>Per message</h2>",
         _html_table(
             ("message", "name", "version", "kind", "requests", "fallbacks"),
@@ -848,6 +922,8 @@ def render_html(report: dict[str, Any]) -> str:
     ]
     for title, headers, rows, numeric_from in _outcome_tables(report):
         body += [f"<h2>{html.escape(title)}</h2>", _html_table(headers, rows, numeric_from)]
+    if coverage is not None:
+        body.append(coverage_html(coverage))
     kinds = _subscriber_rows(report)
     if kinds is not None:
         body += [
