@@ -102,6 +102,11 @@ def test_first_start_prepares_the_database_and_catalogue(
         "default-fr",
         "default-de",
     }
+    assert {(m.name, m.locale) for m in messages if m.locale} == {
+        ("winback", "fr-FR"),
+        ("winback", "de-DE"),
+    }
+    assert catalogue.language_settings().base_locale == "en-US"
     assert {m.state("Sandbox") for m in messages} == {"APPROVED"}
     assert {m.state("Production") for m in messages} == {None}
     assert {i.state("Sandbox") for i in catalogue.list_images()} == {"APPROVED"}
@@ -190,6 +195,31 @@ def test_other_subscribers_get_the_winback_message(
     assert ask(app, signer, otid) == {
         "message": {"messageIdentifier": message_uuid(app, "winback")}
     }
+
+
+@pytest.mark.parametrize(
+    ("locale", "translation"),
+    [("en-GB", ""), ("fr-FR", "fr-FR"), ("fr-CA", "fr-FR"), ("de-DE", "de-DE")],
+)
+def test_the_winback_message_answers_in_the_subscribers_language(
+    make_app: Callable[..., Flask], signer: AppStoreSigner, locale: str, translation: str
+) -> None:
+    app = make_app()
+    with app.app_context():
+        stored = example.retention.catalogue.get_message("winback", translation)
+    assert stored is not None
+    assert ask(app, signer, "1000000000000003", locale=locale) == {
+        "message": {"messageIdentifier": str(stored.uuid)}
+    }
+
+
+def test_a_language_without_a_translation_gets_no_winback_answer(
+    make_app: Callable[..., Flask], signer: AppStoreSigner
+) -> None:
+    """base_fallback is off: a Japanese subscriber is not shown English; Apple shows its
+    default for the product and locale (none here)."""
+    app = make_app()
+    assert ask(app, signer, "1000000000000003", locale="ja-JP") == {}
 
 
 @pytest.mark.parametrize(

@@ -258,6 +258,36 @@ def test_products_given_on_the_command_line_are_named(
     assert "Products: com.example.a, com.example.b" in output
 
 
+def test_products_of_every_translation_defaults_are_learned(
+    start_fake: Callable[..., FakeStoreProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with host_app() as app:
+        runner = app.test_cli_runner()
+        text = ("--header", "Before you go", "--body", "Stay a while.")
+        ok(invoke(runner, "message", "add", "--name", "winback", *text))
+        french = ("--header", "Avant de partir", "--body", "Restez encore.")
+        ok(invoke(runner, "message", "add", "--name", "winback", "--locale", "fr-FR", *french))
+        ok(invoke(runner, "default", "set", PRODUCT, "winback", "--all-translations"))
+    fake = start_fake()
+    output = fake.wait_until_ready()
+    assert f"read at each call (now: {PRODUCT})" in output
+    _, environment = printed_config(output)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with host_app() as app:
+        ok(invoke(app.test_cli_runner(), "sync"))
+        with app.app_context():
+            catalogue = app.extensions["retention"].catalogue
+            texts = {loc: catalogue.get_message("winback", loc).uuid for loc in ("", "fr-FR")}
+        with client_from_app(app, "Sandbox") as api:
+            held = {
+                loc: api.get_default_message(PRODUCT, loc).message_identifier
+                for loc in ("en-US", "fr-FR")
+            }
+    assert held == {"en-US": texts[""], "fr-FR": texts["fr-FR"]}
+    assert fake.interrupt() == 0
+
+
 def test_the_app_bundle_id_is_used(
     start_fake: Callable[..., FakeStoreProcess], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -243,5 +243,5 @@ def test_the_example_apps_catalogue_validates(cli: FlaskCliRunner) -> None:
     result = cli.invoke(args=["retention", "validate", str(EXAMPLE_CATALOGUE)])
     assert result.exit_code == 0, result.output
     assert result.stdout == (
-        f"{EXAMPLE_CATALOGUE}: 3 images, 6 messages, 8 defaults; no problems.\n"
+        f"{EXAMPLE_CATALOGUE}: 3 images, 6 messages, 2 translations, 8 defaults; no problems.\n"
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -21,6 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask_retention.appstore.client import APIError, NotFoundError, RetentionAPIClient
 from flask_retention.core.config import MIN_SUBSCRIBER_KEY_BYTES, Settings
 from flask_retention.core.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from flask_retention.catalogue.store import DefaultSlot, StoredMessage
 
 __all__ = ["API_SETTINGS", "CheckReport", "Problem", "run_checks"]
 
@@ -126,11 +129,14 @@ def run_checks(
     the endpoint accepts the environment, the In-App Purchase key's curve,
     the root certificates, a ``RETENTION_SUBSCRIBER_KEY`` (when set) of at
     least 32 bytes, a selector, the database (reachable, migrated), a
-    catalogue with messages and defaults, each default's message (and its
-    images) ``APPROVED`` in the environment and held by Apple as that
-    default, a default for every (product, locale) that got real-time
-    requests, the real-time URL (held by Apple, and the one ``realtime-url
-    set`` recorded), and the last Sandbox performance test passed.
+    catalogue with messages and defaults, and each default expanded per
+    (product, locale) as sync configures it (several locales and "every
+    translation" rules make one slot per locale): the fallback chain serves
+    the locale, the text it picks (and its images) is ``APPROVED`` in the
+    environment, and Apple holds a version of that text as the default there;
+    a default for every (product, locale) that got real-time requests, the
+    real-time URL (held by Apple, and the one ``realtime-url set``
+    recorded), and the last Sandbox performance test passed.
     """
     from flask_retention.appstore.golive import last_performance_test
     from flask_retention.catalogue.schema import current_revision, head_revision
@@ -169,8 +175,8 @@ def run_checks(
 
     catalogue = Catalogue(engine)
     apple = _Apple(catalogue, client, env, out) if client is not None else None
-    _check_catalogue(catalogue, env, apple, verify_defaults, progress, out)
-    _check_traffic(engine, catalogue, env, out)
+    slots = _check_catalogue(catalogue, env, apple, verify_defaults, progress, out)
+    _check_traffic(engine, slots, env, out)
     _check_realtime_url(catalogue, env, apple, settings.endpoint, out)
 
     sandbox_test = last_performance_test(engine, "Sandbox")
@@ -343,26 +349,28 @@ def _check_catalogue(
     verify_defaults: bool,
     progress: Callable[[int, int, float], None] | None,
     out: _Checks,
-) -> None:
+) -> set[tuple[str, str]]:
+    """The catalogue and its defaults, expanded per (product, locale) as sync configures
+    them; returns the expanded slots (served or not)."""
     sync = f"`flask retention sync --environment {env}`"
     messages = catalogue.message_versions()
     images = catalogue.image_versions()
     defaults = catalogue.list_defaults()
+    every_translation = catalogue.list_translation_defaults()
     if not messages:
         out.problem(
             "catalogue",
             "the catalogue has no messages: add them with `flask retention import FILE` or "
             "`flask retention message add`, then sync.",
         )
-    if not defaults:
+    if not defaults and not every_translation:
         out.problem(
             "catalogue",
             "the catalogue has no default messages: Apple needs one for every product and "
             "locale you answer in real time; run `flask retention default set PRODUCT_ID "
             "LOCALE MESSAGE`, then sync.",
         )
-    if not defaults:
-        return
+        return set()
 
     remote_messages = apple.messages if apple is not None else None
     remote_images = apple.images if apple is not None else None
@@ -376,17 +384,18 @@ def _check_catalogue(
         message_state = {m.uuid: m.state(env) for m in messages}
         image_state = {i.uuid: i.state(env) for i in images}
 
-    def approved(message: Any) -> bool:
+    def approved(message: StoredMessage) -> bool:
         if message_state.get(message.uuid) != "APPROVED":
             return False
         used = [message.image_uuid] + [b.image_uuid for b in message.bullet_points]
         return all(image_state.get(u) == "APPROVED" for u in used if u is not None)
 
+    expanded: list[DefaultSlot] = catalogue.expand_defaults(approved, messages=messages)
     by_uuid = {m.uuid: m for m in messages}
     held = dict(catalogue.apple_defaults(env))
     if apple is not None and remote_messages is not None:
         slots = sorted(
-            {(d.product_id, d.locale) for d in defaults} | set(held)
+            {s.slot for s in expanded} | set(held)
             if verify_defaults
             else {slot for slot, ident in held.items() if ident not in remote_messages}
         )
@@ -403,34 +412,80 @@ def _check_catalogue(
         )
 
     source = "Apple" if online else "the record of the last sync"
-    for default in defaults:
-        where = f"{default.product_id} / {default.locale}"
-        lineage = [m for m in messages if m.name == default.message]
-        if not lineage:
+    newest: dict[tuple[str, str], StoredMessage] = {}
+    for message in messages:
+        key = (message.name, message.locale)
+        if key not in newest or newest[key].version < message.version:
+            newest[key] = message
+    texts: dict[str, list[StoredMessage]] = {}
+    for text in newest.values():
+        if not text.retired:
+            texts.setdefault(text.name, []).append(text)
+    for rule in every_translation:
+        if rule.message not in texts:
             out.problem(
                 "default",
-                f"default {where}: message {default.message!r} is not in the catalogue: add it "
+                f"default {rule.product_id} / every translation: message {rule.message!r} is "
+                "not in the catalogue: add it or change the default.",
+            )
+    languages = catalogue.language_settings()
+    for slot in expanded:
+        where = f"{slot.product_id} / {slot.locale}"
+        ident = held.get(slot.slot)
+        if slot.message not in texts:
+            out.problem(
+                "default",
+                f"default {where}: message {slot.message!r} is not in the catalogue: add it "
                 "or change the default.",
             )
             continue
-        if not any(approved(m) for m in lineage):
+        if slot.best is None:
+            holder = by_uuid.get(ident) if ident is not None else None
+            shown = (
+                "Apple shows nothing there"
+                if ident is None
+                else f"sync removes Apple's default there ({_label(holder, ident)}), then Apple "
+                "shows nothing there"
+            )
+            has = ", ".join(
+                sorted({m.locale or languages.base_locale for m in texts[slot.message]})
+            )
+            out.problem(
+                "default",
+                f"default {where}: no translation of {slot.message!r} serves {slot.locale} "
+                f"(it has {has}); {shown}: add a translation for {slot.locale} (`flask "
+                f"retention message add --name {slot.message} --locale {slot.locale} ...`), "
+                "extend [languages.chain] or set base_fallback = true under [languages] in "
+                "the catalogue file.",
+            )
+            continue
+        target = slot.target
+        if target is None:
+            text = slot.best
+            lineage = [m for m in messages if (m.name, m.locale) == (text.name, text.locale)]
             states = {message_state.get(m.uuid) for m in lineage}
             why = (
                 "not uploaded yet"
                 if states == {None}
                 else "waiting for Apple's review"
                 if "PENDING" in states
-                else "rejected by Apple (edit the message to make a new version)"
+                else "rejected by Apple (edit the text to make a new version)"
                 if "REJECTED" in states
                 else "its images are not approved yet"
             )
             out.problem(
                 "approval",
-                f"default {where}: message {default.message!r} has no version APPROVED in {env} "
-                f"({why}, according to {source}); run {sync} and wait for Apple's review.",
+                f"default {where}: {_kind(text)} {text.label!r} has no version APPROVED in "
+                f"{env} ({why}, according to {source}); run {sync} and wait for Apple's "
+                "review.",
             )
             continue
-        ident = held.get((default.product_id, default.locale))
+        best = slot.best
+        if best.locale != target.locale:
+            out.notes.append(
+                f"default {where} shows {target.label} while {best.label} is not APPROVED in "
+                f"{env} yet (the fallback chain's stand-in)"
+            )
         holder = by_uuid.get(ident) if ident is not None else None
         if ident is None:
             out.problem(
@@ -438,16 +493,25 @@ def _check_catalogue(
                 f"default {where}: Apple holds no default there in {env} (according to "
                 f"{source if apple is None or not apple.reachable else 'Apple'}); run {sync}.",
             )
-        elif holder is None or holder.name != default.message:
-            what = f"{holder.name!r}" if holder is not None else f"message {ident} (unknown here)"
+        elif holder is None or (holder.name, holder.locale) != (target.name, target.locale):
             out.problem(
                 "default",
-                f"default {where}: Apple's default in {env} is {what}, not "
-                f"{default.message!r}; run {sync}.",
+                f"default {where}: Apple's default in {env} is {_label(holder, ident)}, not "
+                f"{target.label!r}; run {sync}.",
             )
+    return {s.slot for s in expanded}
 
 
-def _check_traffic(engine: sa.Engine, catalogue: Any, env: str, out: _Checks) -> None:
+def _kind(message: StoredMessage) -> str:
+    return "translation" if message.locale else "message"
+
+
+def _label(holder: StoredMessage | None, ident: UUID) -> str:
+    """Apple's default named: the text here, or its UUID when unknown here."""
+    return f"{holder.label!r}" if holder is not None else f"message {ident} (unknown here)"
+
+
+def _check_traffic(engine: sa.Engine, slots: set[tuple[str, str]], env: str, out: _Checks) -> None:
     from flask_retention.catalogue.models import Decision
 
     with engine.connect() as connection:
@@ -460,7 +524,6 @@ def _check_traffic(engine: sa.Engine, catalogue: Any, env: str, out: _Checks) ->
             )
             .distinct()
         ).all()
-    slots = {(d.product_id, d.locale) for d in catalogue.list_defaults()}
     for product_id, locale in sorted((p, loc) for p, loc in used if (p, loc) not in slots):
         out.problem(
             "traffic",

@@ -124,11 +124,13 @@ def _dev_ca_signer() -> tuple[AppStoreSigner, Path, bool]:
 
 
 def catalogue_products(catalogue: Catalogue) -> Callable[[], frozenset[str]]:
-    """A function giving the products of the catalogue's defaults, and of the defaults sync
-    recorded at Apple (so that removing one at Apple still names a known product)."""
+    """A function giving the products of the catalogue's defaults (exact and "every
+    translation" ones), and of the defaults sync recorded at Apple (so that removing one at
+    Apple still names a known product)."""
 
     def products() -> frozenset[str]:
         found = {entry.product_id for entry in catalogue.list_defaults()}
+        found.update(entry.product_id for entry in catalogue.list_translation_defaults())
         for environment in ENVIRONMENTS:
             found.update(product for product, _locale in catalogue.apple_defaults(environment))
         return frozenset(found)

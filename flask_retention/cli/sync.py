@@ -560,7 +560,9 @@ def check_command(
     for Production; the management API's issuer ID, key ID, key and bundle
     ID), that the endpoint accepts it, the key and root certificates, a
     selector, the database migrated, a catalogue with messages and defaults,
-    each default's message APPROVED there, a default for every product and
+    each default per (product, locale) as sync configures it (the text the
+    fallback chain picks APPROVED there and held by Apple; a locale no
+    translation serves is named), a default for every product and
     locale that got requests, the real-time URL, and the last Sandbox
     performance test passed. Online (the default when the API settings are
     set) it asks Apple: the image and message lists, the real-time URL (and

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,16 @@ def check_json(runner: FlaskCliRunner, *args: str) -> tuple[int, dict[str, Any]]
     return result.exit_code, json.loads(result.stdout)
 
 
-def go_live(runner: FlaskCliRunner, app: Flask, store: FakeAppStore, tmp_path: Path) -> None:
-    """Everything a sandbox deployment does: catalogue, sync, a passed test, the URL."""
-    build_catalogue(runner, tmp_path)
+def go_live(
+    runner: FlaskCliRunner,
+    app: Flask,
+    store: FakeAppStore,
+    tmp_path: Path,
+    build: Callable[[FlaskCliRunner, Path], None] = build_catalogue,
+) -> None:
+    """Everything a sandbox deployment does: the catalogue ``build`` makes, sync, a passed
+    performance test, the real-time URL."""
+    build(runner, tmp_path)
     ok(invoke(runner, "sync"))
     endpoint = InFlight(app)
     with serve(endpoint) as url:

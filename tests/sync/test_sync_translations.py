@@ -68,6 +68,31 @@ def import_three_languages(runner: FlaskCliRunner, tmp_path: Path) -> None:
     ok(invoke(runner, "import", str(path)))
 
 
+def add_canadian_french(runner: FlaskCliRunner) -> None:
+    """Add the fr-CA translation of winback (its bullet image shared)."""
+    ok(
+        invoke(
+            runner,
+            "message",
+            "add",
+            "--name",
+            "winback",
+            "--locale",
+            "fr-CA",
+            "--header",
+            "Avant de partir",
+            "--body",
+            "Votre forfait inclut le mode hors ligne.",
+            "--image-alt-text",
+            "Une famille qui lit",
+            "--bullet",
+            "Mode hors ligne",
+            "-",
+            "Une coche",
+        )
+    )
+
+
 def text_uuids(runner: FlaskCliRunner) -> dict[tuple[str, str], str]:
     """The UUID of each text's current version, by (name, locale)."""
     listed = json.loads(ok(invoke(runner, "message", "list", "--json")).output)
@@ -122,27 +147,7 @@ def test_a_pending_translation_waits_while_the_chain_serves_its_locale(
     import_three_languages(runner, tmp_path)
     ok(invoke(runner, "sync"))
     fake_app_store.auto_approve = False
-    ok(
-        invoke(
-            runner,
-            "message",
-            "add",
-            "--name",
-            "winback",
-            "--locale",
-            "fr-CA",
-            "--header",
-            "Avant de partir",
-            "--body",
-            "Votre forfait inclut le mode hors ligne.",
-            "--image-alt-text",
-            "Une famille qui lit",
-            "--bullet",
-            "Mode hors ligne",
-            "-",
-            "Une coche",
-        )
-    )
+    add_canadian_french(runner)
     result = ok(invoke(runner, "sync"))
     uuids = text_uuids(runner)
     assert "upload message winback [fr-CA] v1" in " ".join(result.output.split())
