@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import uuid
@@ -264,6 +265,10 @@ def test_every_response_type_is_covered() -> None:
         "PerformanceTestResultResponse",
         "RealtimeUrlResponse",
     ]
+    for kind in RESPONSE_TYPES:
+        covered = {attr for t, _, attr, *_ in FIELDS if t is kind}
+        declared = {f.name for f in dataclasses.fields(kind)} - {"raw"}
+        assert covered == declared, kind.__name__
 
 
 @pytest.mark.parametrize("case", FIELDS, ids=field_id)

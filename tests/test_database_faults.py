@@ -275,7 +275,7 @@ def test_a_silent_database_costs_a_deadline_and_the_next_call_heals(database_url
 
             with pytest.raises(DatabaseTimeout, match=r"did not answer within 0\.5 s"):
                 silent_midway()
-            with pytest.raises(DatabaseTimeout):  # a pooled connection: its ping is bounded
+            with pytest.raises(DatabaseTimeout):  # a new connection: connect_timeout ends it
                 query(engine, "SELECT 4")
             proxy.restore()
             assert query(engine, "SELECT 5") == 5
@@ -358,6 +358,8 @@ def test_the_refresher_waits_out_a_silent_database_and_reloads(
             assert lookup.lookup("plain", "Sandbox") is not None
             proxy.restore()
             wait_for(lambda: lookup.lookup("fresh", "Sandbox") is not None, "the reload")
+            # The view is swapped before the recovery is logged.
+            wait_for(lambda: messages(caplog, "reads the catalogue again"), "the recovery log")
             failures = messages(caplog, "could not refresh the catalogue")
             assert len(failures) == 1
             assert "did not answer within 0.5 s" in failures[0]

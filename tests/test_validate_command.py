@@ -154,6 +154,7 @@ def test_validate_finds_what_import_refuses(
     file = folder / "bad.toml"
     found = cli.invoke(args=["retention", "validate", str(file)]).stdout.splitlines()
     problems = [line.removeprefix(f"{file}: ") for line in found]
+    assert len(problems) == len(BAD_PROBLEMS)
     assert problems == list(check_catalogue_file(file).problems)
     assert cli.invoke(args=["retention", "init-db"]).exit_code == 0
     refused = cli.invoke(args=["retention", "import", str(file)])
@@ -214,8 +215,11 @@ def test_warnings_go_to_stderr_and_pass(cli: FlaskCliRunner, folder: Path) -> No
 def test_validate_creates_no_database(
     cli: FlaskCliRunner, validate_app: Flask, folder: Path, database: Path
 ) -> None:
-    for name in ("good.toml", "bad.toml"):
-        cli.invoke(args=["retention", "validate", str(folder / name)])
+    codes = [
+        cli.invoke(args=["retention", "validate", str(folder / name)]).exit_code
+        for name in ("good.toml", "bad.toml")
+    ]
+    assert codes == [0, 1]
     assert not database.exists()
     assert not Path(validate_app.instance_path).exists()
 
@@ -229,8 +233,12 @@ def test_validate_leaves_an_existing_catalogue_unchanged(
     version = catalogue.version
     retention = Retention(app, engine=engine)
     try:
-        for name in ("good.toml", "bad.toml"):
-            app.test_cli_runner().invoke(args=["retention", "validate", str(folder / name)])
+        runner = app.test_cli_runner()
+        codes = [
+            runner.invoke(args=["retention", "validate", str(folder / name)]).exit_code
+            for name in ("good.toml", "bad.toml")
+        ]
+        assert codes == [0, 1]
         assert catalogue.version == version
         assert [m.name for m in catalogue.list_messages()] == ["other"]
         assert catalogue.list_images() == []

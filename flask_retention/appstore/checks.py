@@ -283,17 +283,10 @@ class _Apple:
         self.defaults_read = 0
         self.images: dict[UUID, str] | None = None
         self.messages: dict[UUID, str] | None = None
+        from flask_retention.appstore.sync import pull_remote_states
+
         try:
-            self.images = {
-                i.image_identifier: str(i.image_state)
-                for i in client.get_image_list().image_identifiers
-                if i.image_identifier is not None
-            }
-            self.messages = {
-                m.message_identifier: str(m.message_state)
-                for m in client.get_message_list().message_identifiers
-                if m.message_identifier is not None
-            }
+            self.images, self.messages = pull_remote_states(client)
         except APIError as e:
             self.failed(e)
 

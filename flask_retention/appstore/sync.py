@@ -72,6 +72,7 @@ __all__ = [
     "make_plan",
     "managed_default_slots",
     "plan_sync",
+    "pull_remote_states",
     "read_apple_defaults",
     "run_sync",
     "sync_lock_info",
@@ -617,8 +618,8 @@ def _drift(
     return tuple(found)
 
 
-def _pull(client: RetentionAPIClient) -> tuple[dict[UUID, str], dict[UUID, str]]:
-    """Apple's image and message lists: one call each.
+def pull_remote_states(client: RetentionAPIClient) -> tuple[dict[UUID, str], dict[UUID, str]]:
+    """Apple's image and message lists (identifier -> review state): one call each.
 
     An item Apple lists without an identifier is skipped, with a warning:
     nothing can be done with it. An item without a review state, or with one
@@ -747,7 +748,7 @@ def plan_sync(
     changes on either side (this is ``sync --dry-run``): what was read is in
     the plan (``read_defaults``, ``drift``), and :func:`run_sync` records it.
     """
-    remote_images, remote_messages = _pull(client)
+    remote_images, remote_messages = pull_remote_states(client)
     env = client.environment
     slots = _slots_to_read(catalogue, env, remote_messages, verify_defaults)
     read = read_apple_defaults(client, slots, progress=progress) if slots else {}

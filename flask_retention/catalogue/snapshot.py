@@ -60,11 +60,6 @@ logger = logging.getLogger(__name__)
 APPROVED: Final = "APPROVED"
 
 
-#: How many (environment, name, locale) picks a view remembers (requests' locales are
-#: Apple's few dozen codes; the bound only guards memory against the unexpected).
-PICK_MEMORY: Final = 50_000
-
-
 @dataclass(frozen=True, slots=True)
 class MessageTexts:
     """The live texts of one message in one environment, for the fallback chain.
@@ -91,9 +86,9 @@ class CatalogueView:
     version's facts (the integer: a ``uuid.UUID`` hashes in Python, an int in
     C); ``defaults`` ``(product_id, locale, environment)`` to the default's
     text for that exact locale, expanded as sync expands it
-    (:func:`~flask_retention.catalogue.store.expand_defaults`). Picks are
-    remembered per view (``picks``), so a locale's resolution is worked out
-    once per catalogue version.
+    (:func:`~flask_retention.catalogue.store.expand_defaults`). A pick is a
+    walk over the few candidates ``chooser`` worked out when the view was
+    loaded, so nothing of it is remembered per request.
     """
 
     version: int | None = None
@@ -102,7 +97,6 @@ class CatalogueView:
     defaults: dict[tuple[str, str, str], MessageFacts] = field(default_factory=dict)
     texts: dict[tuple[str, str], MessageTexts] = field(default_factory=dict)
     chooser: Chooser | None = None
-    picks: dict[tuple[str, str, str], MessageFacts | None] = field(default_factory=dict)
 
     def lookup(
         self, message: MessageRef, environment: str, locale: str | None = None
@@ -111,12 +105,7 @@ class CatalogueView:
         string); with ``locale``, a name resolves through the fallback chain."""
         if isinstance(message, str):
             if locale is not None:
-                key = (environment, message, locale)
-                facts = self.picks.get(key, _UNSEEN)
-                if facts is _UNSEEN:
-                    facts = self._pick(environment, message, locale)
-                    if len(self.picks) < PICK_MEMORY:
-                        self.picks[key] = facts
+                facts = self._pick(environment, message, locale)
             else:
                 facts = self.names.get((environment, message))
             if facts is not None:
@@ -145,8 +134,6 @@ class CatalogueView:
         """The local default for a product and locale, resolved as sync resolves it."""
         return self.defaults.get((product_id, locale, environment))
 
-
-_UNSEEN: Final = MessageFacts(uuid=uuid.UUID(int=0), name=None, state=None)
 
 EMPTY_VIEW: Final = CatalogueView()
 

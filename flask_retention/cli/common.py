@@ -43,8 +43,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 @with_appcontext
 def retention_cli() -> None:
     """Manage the retention message catalogue and sync it with Apple."""
-    retention = click.get_current_context().obj = current_app.extensions["retention"]
-    state = retention._get_state()
+    click.get_current_context().obj = current_app.extensions["retention"]
+    state = current_state()
     state.database.bound_first_use(state.settings.database_timeout)
 
 

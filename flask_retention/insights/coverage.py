@@ -70,7 +70,8 @@ def _percent(share: float | None) -> str:
     return "-" if share is None else f"{share * 100:.0f} %"
 
 
-def _plural(count: int, noun: str) -> str:
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, with an ``s`` unless ``count`` is 1: "1 fallback", "2 fallbacks"."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
@@ -386,7 +387,7 @@ def locale_line(item: dict[str, Any]) -> str:
     """One locale's answers in a sentence:
     ``"fr-CA: 212 requests, 31 % answered in fr-FR, 9 % fallback (60 % in fr-CA)"``."""
     locale = item["locale"] or "(no locale)"
-    head = f"{locale}: {_plural(item['requests'], 'request')}"
+    head = f"{locale}: {plural(item['requests'], 'request')}"
     if item["exact"] == item["requests"]:
         return f"{head}, all answered in {locale}"
     parts = [f"{_percent(o['share'])} answered in {o['locale']}" for o in item["answered_in"]]
@@ -467,13 +468,13 @@ def _summary_line(coverage: dict[str, Any]) -> str:
     if not coverage["slots"]:
         return "No defaults in the catalogue, at Apple or seen in requests."
     if not summary["gaps"]:
-        return f"Every one of {_plural(len(coverage['slots']), 'slot')} is ok."
+        return f"Every one of {plural(len(coverage['slots']), 'slot')} is ok."
     parts = [
         f"{summary[status]} {status}"
         for status in SLOT_STATUSES
         if status != "ok" and summary[status]
     ]
-    return f"{_plural(summary['gaps'], 'gap')} in {len(coverage['slots'])}: {', '.join(parts)}."
+    return f"{plural(summary['gaps'], 'gap')} in {len(coverage['slots'])}: {', '.join(parts)}."
 
 
 def _window_text(coverage: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from flask_retention.catalogue.models import Message, metadata
-from flask_retention.insights.coverage import coverage_html
+from flask_retention.insights.coverage import coverage_html, plural
 from flask_retention.insights.privacy import subscriber_kinds
 
 #: Apple's response time limit for the real-time endpoint, in milliseconds.
@@ -63,11 +63,6 @@ SUBSCRIBER_IDS_TITLE: Final = (
 REJECTION_LABELS: Final[Mapping[str, str]] = {
     "replayed": "replayed: refused, already answered (403)",
 }
-
-
-def plural(count: int, noun: str) -> str:
-    """``count`` and ``noun``, with an ``s`` unless ``count`` is 1: "1 fallback", "2 fallbacks"."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _rejection_rows(report: dict[str, Any]) -> list[Sequence[Any]]:
