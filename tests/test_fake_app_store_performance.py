@@ -485,10 +485,10 @@ def test_performance_test_run_works_on_its_own(
         run.start()
 
 
-def test_pair_production_takes_a_url_once_the_sandbox_passed_a_test(
-    key: ec.EllipticCurvePrivateKey, signer: AppStoreSigner, target: tuple[Target, str]
-) -> None:
-    pair = FakeAppStorePair(
+@pytest.fixture
+def pair(key: ec.EllipticCurvePrivateKey, signer: AppStoreSigner) -> Iterator[FakeAppStorePair]:
+    """Both environments of one app, with a short performance test; closed afterwards."""
+    both = FakeAppStorePair(
         public_key=key.public_key(),
         key_id=KEY_ID,
         issuer_id=ISSUER,
@@ -497,6 +497,15 @@ def test_pair_production_takes_a_url_once_the_sandbox_passed_a_test(
         signer=signer,
         performance_test_config=FAST,
     )
+    try:
+        yield both
+    finally:
+        both.close()
+
+
+def test_pair_production_takes_a_url_once_the_sandbox_passed_a_test(
+    key: ec.EllipticCurvePrivateKey, pair: FakeAppStorePair, target: tuple[Target, str]
+) -> None:
     body = {"realtimeURL": "https://example.com/rt"}
     with serve(pair) as url:
         urls = pair.base_urls(url)
@@ -507,7 +516,6 @@ def test_pair_production_takes_a_url_once_the_sandbox_passed_a_test(
         accepted = production("PUT", "/realtime/url", json=body)
         sandbox.http.close()
         production.http.close()
-    pair.close()
     assert (refused.status_code, error_code(refused)) == (403, 4030026)
     assert result["result"] == "PASS"
     assert accepted.status_code == 200
@@ -516,17 +524,8 @@ def test_pair_production_takes_a_url_once_the_sandbox_passed_a_test(
 
 
 def test_pair_production_stays_closed_after_a_failed_sandbox_test(
-    key: ec.EllipticCurvePrivateKey, signer: AppStoreSigner, target: tuple[Target, str]
+    key: ec.EllipticCurvePrivateKey, pair: FakeAppStorePair, target: tuple[Target, str]
 ) -> None:
-    pair = FakeAppStorePair(
-        public_key=key.public_key(),
-        key_id=KEY_ID,
-        issuer_id=ISSUER,
-        bundle_id=BUNDLE,
-        product_ids=PRODUCTS,
-        signer=signer,
-        performance_test_config=FAST,
-    )
     endpoint, target_url = target
     endpoint.mode = "error"
     with serve(pair) as url:
@@ -537,6 +536,5 @@ def test_pair_production_stays_closed_after_a_failed_sandbox_test(
         refused = production("PUT", "/realtime/url", json={"realtimeURL": "https://example.com/"})
         sandbox.http.close()
         production.http.close()
-    pair.close()
     assert result["result"] == "FAIL"
     assert (refused.status_code, error_code(refused)) == (403, 4030026)

@@ -175,6 +175,12 @@ class StoredMessage(_Version):
         """``winback`` for a base text, ``winback [fr-FR]`` for a translation."""
         return text_label(self.name, self.locale)
 
+    def _bullet_entries(self) -> tuple[BulletPointEntry, ...]:
+        return tuple(
+            BulletPointEntry(text=b.text, image=b.image, alt_text=b.alt_text)
+            for b in self.bullet_points
+        )
+
     def translation_entry(self) -> TranslationEntry:
         """This version as a translation entry (for a base text, ``locale`` is ``''``)."""
         return TranslationEntry(
@@ -184,10 +190,7 @@ class StoredMessage(_Version):
             image=self.image,
             image_alt_text=self.image_alt_text,
             header_position=self.header_position,  # type: ignore[arg-type]
-            bullet_points=tuple(
-                BulletPointEntry(text=b.text, image=b.image, alt_text=b.alt_text)
-                for b in self.bullet_points
-            ),
+            bullet_points=self._bullet_entries(),
         )
 
     def entry(self) -> MessageEntry:
@@ -200,10 +203,7 @@ class StoredMessage(_Version):
             image=self.image,
             image_alt_text=self.image_alt_text,
             header_position=self.header_position,  # type: ignore[arg-type]
-            bullet_points=tuple(
-                BulletPointEntry(text=b.text, image=b.image, alt_text=b.alt_text)
-                for b in self.bullet_points
-            ),
+            bullet_points=self._bullet_entries(),
         )
 
 
